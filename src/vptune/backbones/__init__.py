@@ -1,0 +1,6 @@
+"""Backbones: timm Vision Transformers wrapped through their public seams."""
+
+from .hashing import weights_hash
+from .timm_vit import BackboneInfo, create_vit, describe
+
+__all__ = ["BackboneInfo", "create_vit", "describe", "weights_hash"]

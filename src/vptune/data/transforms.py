@@ -1,0 +1,49 @@
+"""Preprocessing from the backbone's timm data config (or ImageNet statistics, the paper's setting)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import nn
+from torchvision import transforms as T
+
+INTERPOLATION = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
+FGVC_RESIZE_RATIO = 256 / 224  # resize 256 then crop 224, scaled to other resolutions
+
+
+def preprocessing_config(
+    backbone: nn.Module, normalize: str = "model", augment: str = "none"
+) -> dict[str, Any]:
+    """The JSON-ready preprocessing recorded in artifacts: size, mean/std, interpolation, augmentation."""
+    cfg = timm.data.resolve_model_data_config(backbone)
+    mean, std = (
+        (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+        if normalize == "imagenet"
+        else (cfg["mean"], cfg["std"])
+    )
+    # the model's own patch-embedding size wins: it reflects an img_size override, the data config may not
+    size = getattr(backbone.patch_embed, "img_size", None) or cfg["input_size"][-2:]
+    return {
+        "input_size": [int(size[0]), int(size[1])],
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "interpolation": cfg.get("interpolation", "bicubic")
+        if cfg.get("interpolation") in INTERPOLATION
+        else "bicubic",
+        "augment": augment,
+    }
+
+
+def build_transform(pre: dict[str, Any], train: bool) -> T.Compose:
+    """PIL RGB image -> normalised (3, H, W) tensor. ``none``: plain resize; ``flip-crop``: FGVC recipe."""
+    size = tuple(pre["input_size"])
+    interp = INTERPOLATION[pre["interpolation"]]
+    if pre["augment"] == "flip-crop":
+        resize = round(min(size) * FGVC_RESIZE_RATIO)
+        ops = [T.Resize(resize, interpolation=interp)]
+        ops += [T.RandomCrop(size), T.RandomHorizontalFlip()] if train else [T.CenterCrop(size)]
+    else:
+        ops = [T.Resize(size, interpolation=interp)]
+    return T.Compose([*ops, T.ToTensor(), T.Normalize(pre["mean"], pre["std"])])

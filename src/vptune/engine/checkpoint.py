@@ -1,0 +1,45 @@
+"""Per-epoch training checkpoints, written atomically, holding everything needed to resume exactly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import VptuneError
+from .io import atomic_write
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    """Hash of the settings that determine the training trajectory (output folder and progress excluded)."""
+    relevant = {k: v for k, v in config.items() if k != "out"}
+    relevant["train"] = {
+        k: v for k, v in relevant.get("train", {}).items() if k not in ("progress", "device")
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
+    atomic_write(out_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The saved state, or None when there is none; a checkpoint of other settings is an error."""
+    path = out_dir / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        raise VptuneError(f"checkpoint '{path}' cannot be read ({err}); delete it to start over") from None
+    if state.get("fingerprint") != fingerprint:
+        raise VptuneError(
+            f"'{out_dir}' holds a checkpoint of a run with other settings; use another --out, or delete "
+            f"'{path}' to start this run from scratch"
+        )
+    return state

@@ -1,0 +1,141 @@
+"""The one interface every adaptation method implements, and the registry that names them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from ..backbones import BackboneInfo
+from ..errors import ConfigError
+
+Output = Literal["auto", "cls", "image-pool", "prompt-pool", "global-pool"]
+
+
+class MethodConfig(BaseModel):
+    """Options shared by every method. Subclasses add their own fields and a ``name`` literal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    output: Output = Field(
+        "auto",
+        description="tokens the head reads: cls, image-pool (mean of patch tokens), prompt-pool, global-pool; "
+        "auto: cls when the backbone pools by class token",
+    )
+    head_init: Literal["official", "small"] = Field(
+        "official",
+        description="official: kaiming-normal fan-out weight + 1%-prior bias (reference VPT code); "
+        "small: normal(0.01) weight, zero bias (calmer start on few-class tasks)",
+    )
+
+    def check(self, info: BackboneInfo) -> None:
+        """Reject combinations that need the backbone to judge (override to add checks)."""
+        if self.output == "cls" and info.num_prefix_tokens == 0:
+            raise ConfigError("method.output: 'cls' needs a backbone with a class token; use 'image-pool'")
+
+
+class Method(nn.Module):
+    """An adaptation technique: owns its trainable modules and hooks into the ViT token pipeline.
+
+    The frozen backbone is passed to the hooks, never stored here, so that ``state_dict`` of a method holds
+    only what the method adds (prompts, adapters, ...).
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    config_cls: ClassVar[type[MethodConfig]]
+    trains_backbone: ClassVar[bool] = False
+    """True when backbone weights train too (full, partial): the backbone then follows ``train()``."""
+
+    def __init__(self, config: MethodConfig, info: BackboneInfo) -> None:
+        super().__init__()
+        config.check(info)
+        self.config = config
+        self.info = info
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Number of prompt tokens that sit after the prefix tokens in the final sequence."""
+        return 0
+
+    def attach(self, backbone: nn.Module) -> None:
+        """Make backbone parameters trainable or wrap backbone modules (default: leave it frozen)."""
+
+    def embed(self, backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> tokens (B, prefix + patches, D), exactly as timm's forward_features."""
+        x = backbone.patch_embed(images)
+        x = backbone._pos_embed(x)
+        x = backbone.patch_drop(x)
+        return backbone.norm_pre(x)
+
+    def before_block(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Edit the token sequence before block ``index`` (0-based); default: unchanged."""
+        return x
+
+    def build_head(self, dim: int, num_classes: int) -> nn.Module:
+        """The classifier on pooled features (default: one fresh Linear layer)."""
+        from .heads import LinearHead
+
+        return LinearHead(dim, num_classes, init=self.config.head_init)
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method selectable by its ``name``."""
+    if cls.name in METHODS:
+        raise RuntimeError(f"method name '{cls.name}' registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    """All registered method names, sorted."""
+    return sorted(METHODS)
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered under ``name``."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(
+            f"method.name: unknown method '{name}'; choose one of {', '.join(method_names())}"
+        ) from None
+
+
+def format_validation_error(err: ValidationError, prefix: str) -> str:
+    """One line per problem, each naming the dotted field, the value and what is allowed."""
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{field}: not an option here")
+        else:
+            lines.append(f"{field}: {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(lines)
+
+
+def parse_method_config(data: dict[str, Any] | MethodConfig) -> MethodConfig:
+    """Validate a ``method:`` mapping against the named method's own config class."""
+    if isinstance(data, MethodConfig):
+        return data
+    if "name" not in data:
+        raise ConfigError(f"method.name is missing; choose one of {', '.join(method_names())}")
+    cls = get_method(str(data["name"]))
+    try:
+        return cls.config_cls(**data)
+    except ValidationError as err:
+        msg = format_validation_error(err, "method")
+        options = ", ".join(f for f in cls.config_cls.model_fields if f != "name")
+        raise ConfigError(f"{msg}. Options of method '{cls.name}': {options}") from None
+
+
+def build_method(config: MethodConfig | dict[str, Any], info: BackboneInfo) -> Method:
+    """Instantiate the method that ``config`` names."""
+    config = parse_method_config(config)
+    return get_method(config.name)(config, info)

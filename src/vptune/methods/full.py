@@ -1,0 +1,22 @@
+"""Full fine-tuning: every backbone weight trains (the artifact then holds the whole model)."""
+
+from typing import Literal
+
+from torch import nn
+
+from .base import Method, MethodConfig, register_method
+
+
+class FullConfig(MethodConfig):
+    name: Literal["full"] = "full"
+
+
+@register_method
+class Full(Method):
+    name = "full"
+    summary = "Full fine-tuning: all backbone weights and the head"
+    config_cls = FullConfig
+    trains_backbone = True
+
+    def attach(self, backbone: nn.Module) -> None:
+        backbone.requires_grad_(True)

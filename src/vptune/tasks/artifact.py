@@ -1,0 +1,236 @@
+"""Task artifacts: ``task.json`` (what the task is) + ``task.safetensors`` (only the trained tensors).
+
+Loading rebuilds the backbone named in ``task.json``, checks its weight hash against the recorded one and
+loads the tensors with safetensors (never pickle, so a file can not execute code).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..backbones import create_vit, describe, weights_hash
+from ..engine.io import atomic_write, write_json
+from ..errors import ArtifactError
+from ..methods import build_method
+from ..model import AdaptedModel
+
+FORMAT = "vptune-task"
+FORMAT_VERSION = 1
+META_FILE = "task.json"
+TENSOR_FILE = "task.safetensors"
+
+
+@dataclass
+class TaskArtifact:
+    """The parsed ``task.json`` of a task folder."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def method(self) -> dict[str, Any]:
+        return dict(self.meta["method"])
+
+    @property
+    def backbone(self) -> dict[str, Any]:
+        return dict(self.meta["backbone"])
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return dict(self.meta["preprocessing"])
+
+    @property
+    def tensor_bytes(self) -> int:
+        return (self.path / TENSOR_FILE).stat().st_size
+
+    def summary(self) -> dict[str, Any]:
+        """What ``vptune inspect`` prints."""
+        m = self.meta
+        return {
+            "path": str(self.path),
+            "method": m["method"]["name"],
+            "method_config": m["method"],
+            "backbone": m["backbone"]["name"],
+            "backbone_hash": m["backbone"]["hash"],
+            "num_classes": len(m["classes"]),
+            "classes": m["classes"],
+            "trainable_params": m["params"]["trainable_params"],
+            "backbone_params": m["params"]["backbone_params"],
+            "trainable_percent": m["params"]["trainable_percent"],
+            "artifact_bytes": self.tensor_bytes + (self.path / META_FILE).stat().st_size,
+            "metrics": m.get("metrics", {}),
+            "preprocessing": m["preprocessing"],
+            "vptune_version": m.get("vptune_version"),
+        }
+
+
+def save_task(
+    out_dir: str | Path,
+    model: AdaptedModel,
+    *,
+    classes: list[str],
+    preprocessing: dict[str, Any],
+    backbone_source: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+) -> TaskArtifact:
+    """Write the task folder atomically (tensors first; ``task.json`` last marks it complete).
+
+    Args:
+        out_dir: Folder to write into (created if missing).
+        model: The trained model.
+        classes: Class names, index = label.
+        preprocessing: From :func:`vptune.data.preprocessing_config`.
+        backbone_source: How to rebuild the backbone: ``pretrained``, ``weights``, ``img_size``.
+        metrics: Final metrics to record.
+        train_config: The full run configuration, for provenance.
+    """
+    out = Path(out_dir)
+    if len(classes) != model.num_classes:
+        raise ArtifactError(f"{len(classes)} class names for a {model.num_classes}-class head")
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.trainable_state_dict().items()}
+    atomic_write(out / TENSOR_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "vptune_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "method": model.method.config.model_dump(mode="json"),
+        "output": model.output,
+        "backbone": {
+            "name": model.info.name,
+            "hash": model.backbone_hash,
+            "embed_dim": model.info.embed_dim,
+            "depth": model.info.depth,
+            **backbone_source,
+        },
+        "classes": list(classes),
+        "params": model.parameter_summary(),
+        "tensors": {
+            "file": TENSOR_FILE,
+            "count": len(tensors),
+            "numel": sum(t.numel() for t in tensors.values()),
+        },
+        "preprocessing": preprocessing,
+        "metrics": metrics or {},
+        "train_config": train_config or {},
+    }
+    write_json(out / META_FILE, meta)
+    return TaskArtifact(out, meta)
+
+
+def read_task(path: str | Path) -> TaskArtifact:
+    """Parse and check ``task.json`` without loading any weights."""
+    folder = Path(path)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise ArtifactError(
+            f"'{folder}' is not a task folder: {META_FILE} is missing (train one with vptune train)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"'{meta_path}' is not valid JSON: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ArtifactError(f"'{meta_path}' is not a vptune task file (format field missing or wrong)")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise ArtifactError(
+            f"'{meta_path}' has format version {meta['format_version']}; this vptune reads up to "
+            f"{FORMAT_VERSION}: upgrade vptune"
+        )
+    for key in ("method", "backbone", "classes", "preprocessing", "params"):
+        if key not in meta:
+            raise ArtifactError(f"'{meta_path}' lacks the '{key}' field; the file is damaged")
+    if not (folder / TENSOR_FILE).is_file():
+        raise ArtifactError(f"'{folder}' lacks {TENSOR_FILE}; the task folder is incomplete")
+    return TaskArtifact(folder, meta)
+
+
+def load_backbone_for(
+    task: TaskArtifact,
+    *,
+    model_name: str | None = None,
+    weights: str | None = None,
+    pretrained: bool | None = None,
+) -> tuple[torch.nn.Module, str]:
+    """Rebuild the backbone a task names (or the overriding one) and return it with its weight hash."""
+    bb = task.backbone
+    name = model_name or bb["name"]
+    if weights is None and pretrained is None:
+        weights, pretrained = bb.get("weights"), bb.get("pretrained", True)
+    vit = create_vit(name, pretrained=bool(pretrained), weights=weights, img_size=bb.get("img_size"))
+    return vit, weights_hash(vit)
+
+
+def check_backbone(task: TaskArtifact, name: str, digest: str) -> None:
+    """Explain any difference between the task's recorded backbone and the one at hand."""
+    bb = task.backbone
+    if name != bb["name"] or digest != bb["hash"]:
+        raise ArtifactError(
+            f"task '{task.path}' was trained on backbone '{bb['name']}' with weights hash {bb['hash']}, but the "
+            f"backbone at hand is '{name}' with hash {digest}. Load the same weights (--model {bb['name']} and "
+            f"--weights FILE or the same pretrained tag) or retrain the task on this backbone."
+        )
+
+
+def attach_task(task: TaskArtifact, vit: torch.nn.Module, digest: str) -> AdaptedModel:
+    """Build the task's model on an already-loaded backbone (hash checked) and load its tensors."""
+    name = task.backbone["name"]
+    check_backbone(task, name, digest)
+    info = describe(name, vit)
+    model = AdaptedModel(vit, info, build_method(task.method, info), len(task.classes), backbone_hash=digest)
+    try:
+        tensors = load_file(str(task.path / TENSOR_FILE))
+    except (SafetensorError, OSError) as err:
+        raise ArtifactError(
+            f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged"
+        ) from None
+    expected = set(model.trainable_state_dict())
+    if set(tensors) != expected:
+        extra, lacking = sorted(set(tensors) - expected), sorted(expected - set(tensors))
+        raise ArtifactError(
+            f"'{task.path / TENSOR_FILE}' does not match method '{task.method['name']}': "
+            f"unexpected tensors {extra[:5]}, missing tensors {lacking[:5]}"
+        )
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    frozen = set(model.state_dict()) - expected
+    if set(missing) != frozen or unexpected:  # exactly the frozen keys may be absent
+        raise ArtifactError(f"'{task.path}': tensors did not load cleanly (unexpected {unexpected[:5]})")
+    return model.eval()
+
+
+def load_task(
+    path: str | Path,
+    *,
+    model_name: str | None = None,
+    weights: str | None = None,
+    pretrained: bool | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[AdaptedModel, TaskArtifact]:
+    """Load a task folder as a ready-to-run model in eval mode.
+
+    Args:
+        path: The task folder (``task.json`` + ``task.safetensors``).
+        model_name: Override the backbone name recorded in the task.
+        weights: Load the backbone from this local file instead of the recorded source.
+        pretrained: Override whether timm's pretrained weights are loaded.
+        device: Where to put the model.
+    """
+    task = read_task(path)
+    vit, digest = load_backbone_for(task, model_name=model_name, weights=weights, pretrained=pretrained)
+    if model_name and model_name != task.backbone["name"]:
+        check_backbone(task, model_name, digest)
+    return attach_task(task, vit, digest).to(device), task
