@@ -116,8 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     preds = predictor.predict(args.images, top_k=args.top_k)
     rows = [{"image": img, "predictions": p} for img, p in zip(args.images, preds)]
     text = "\n".join(
-        f"{r['image']}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in r["predictions"])
-        for r in rows
+        f"{r['image']}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in r["predictions"]) for r in rows
     )
     emit(rows, args.json, text)
     return 0
@@ -127,9 +126,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .tasks import read_task
 
     info = read_task(args.task).summary()
-    text = "\n".join(
-        f"{k}: {v}" for k, v in info.items() if k not in ("classes", "preprocessing", "method_config")
-    )
+    text = "\n".join(f"{k}: {v}" for k, v in info.items() if k not in ("classes", "preprocessing", "method_config"))
     emit(info, args.json, text)
     return 0
 
@@ -156,9 +153,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vptune", description="Visual Prompt Tuning for timm vision Transformers"
-    )
+    parser = argparse.ArgumentParser(prog="vptune", description="Visual Prompt Tuning for timm vision Transformers")
     parser.add_argument("--version", action="version", version=f"vptune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -178,14 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--config", help="YAML file with model:, data:, method:, optim:, train:, out: sections")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, repeatable"
-    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, repeatable")
     p.add_argument("--skip-bad-images", action="store_true", help="skip and count unreadable images")
     p.add_argument("--out", help="output folder (resumes when it holds a checkpoint)")
-    p.add_argument(
-        "--dry-run", action="store_true", help="build the model, print the parameter summary, stop"
-    )
+    p.add_argument("--dry-run", action="store_true", help="build the model, print the parameter summary, stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_train)

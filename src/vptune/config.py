@@ -19,36 +19,26 @@ class _Section(BaseModel):
 
 class ModelConfig(_Section):
     name: str = Field("vit_base_patch16_224.orig_in21k", description="timm model name")
-    pretrained: bool = Field(
-        True, description="load timm's pretrained weights (false: random init, for tests)"
-    )
-    weights: str | None = Field(
-        None, description="local .safetensors/.pth/.npz weights file (overrides pretrained)"
-    )
+    pretrained: bool = Field(True, description="load timm's pretrained weights (false: random init, for tests)")
+    weights: str | None = Field(None, description="local .safetensors/.pth/.npz weights file (overrides pretrained)")
     img_size: int | None = Field(None, ge=8, le=4096, description="input resolution (default: the model's)")
 
 
 class DataConfig(_Section):
-    spec: str = Field(
-        "", description="data source: folder:PATH, csv:FILE, offline:NAME, vtab1k:ROOT/TASK, ..."
-    )
+    spec: str = Field("", description="data source: folder:PATH, csv:FILE, offline:NAME, vtab1k:ROOT/TASK, ...")
     normalize: Literal["model", "imagenet"] = Field(
         "model", description="mean/std from the model's timm data config, or ImageNet's (the paper's setting)"
     )
     augment: Literal["none", "flip-crop"] = Field(
         "none", description="none: plain resize (VTAB); flip-crop: resize+random crop+flip (FGVC)"
     )
-    val_fraction: float = Field(
-        0.1, gt=0.0, lt=1.0, description="share of train held out when no val split exists"
-    )
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train held out when no val split exists")
     train_split: str = Field("train", description="split to train on (e.g. train800val200 for VTAB-1k)")
     val_split: str | None = Field("val", description="split scored each epoch (none: no validation)")
     test_split: str | None = Field("test", description="split scored once at the end (none: skip)")
     skip_bad_images: bool = Field(False, description="skip and count unreadable images instead of stopping")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
-    train_fraction: float = Field(
-        1.0, gt=0.0, le=1.0, description="seeded subset of the train split (low-data runs)"
-    )
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0, description="seeded subset of the train split (low-data runs)")
 
 
 class OptimConfig(_Section):
@@ -57,25 +47,19 @@ class OptimConfig(_Section):
     scale_lr: bool = Field(False, description="use lr * batch_size / 256 (the paper's rule)")
     weight_decay: float = Field(1e-4, ge=0.0, description="not applied to biases and 1-d parameters")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
-    warmup_epochs: float = Field(
-        1.0, ge=0.0, description="linear warmup, then cosine decay to 0, per iteration"
-    )
+    warmup_epochs: float = Field(1.0, ge=0.0, description="linear warmup, then cosine decay to 0, per iteration")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class TrainConfig(_Section):
     epochs: int = Field(10, ge=1, le=100000)
-    max_steps: int | None = Field(
-        None, ge=1, description="stop after this many optimiser steps (overrides epochs)"
-    )
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (overrides epochs)")
     batch_size: int = Field(32, ge=1, le=65536)
     grad_accum: int = Field(1, ge=1, le=1024, description="micro-batches per optimiser step")
     val_every: int = Field(1, ge=0, description="validate every N epochs (0: only at the end)")
     seed: int = Field(0, ge=0)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
-    amp: Literal["auto", "bf16", "fp16", "off"] = Field(
-        "auto", description="auto: bf16/fp16 on CUDA, fp32 elsewhere"
-    )
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 elsewhere")
     grad_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     progress: bool = Field(True, description="show progress bars")
 

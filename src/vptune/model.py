@@ -30,9 +30,7 @@ def resolve_output(config: MethodConfig, backbone: nn.Module) -> str:
     if config.output != "auto":
         return config.output
     return (
-        "cls"
-        if getattr(backbone, "global_pool", "token") == "token" and backbone.num_prefix_tokens
-        else "image-pool"
+        "cls" if getattr(backbone, "global_pool", "token") == "token" and backbone.num_prefix_tokens else "image-pool"
     )
 
 
@@ -97,7 +95,7 @@ class AdaptedModel(nn.Module):
         """Images -> pooled pre-logit features (B, D)."""
         x = self.forward_tokens(images)
         x = pool_tokens(x, self.output, self.info.num_prefix_tokens, self.method.prompt_tokens)
-        return self.backbone.fc_norm(x)
+        return self.method.after_pool(self.backbone.fc_norm(x), images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images -> logits (B, num_classes)."""

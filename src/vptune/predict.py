@@ -51,10 +51,7 @@ class Predictor:
         scores, idx = probs.topk(k, dim=1)
         classes = self.task.classes
         return [
-            [
-                {"label": classes[i], "index": int(i), "score": float(s)}
-                for s, i in zip(row_s.tolist(), row_i.tolist())
-            ]
+            [{"label": classes[i], "index": int(i), "score": float(s)} for s, i in zip(row_s.tolist(), row_i.tolist())]
             for row_s, row_i in zip(scores, idx)
         ]
 

@@ -64,9 +64,7 @@ def create_vit(
         if not path.is_file():
             raise DataError(f"weights file '{path}' does not exist: pass an existing file to --weights")
         if path.suffix not in WEIGHT_SUFFIXES:
-            raise DataError(
-                f"weights file '{path}' has an unknown format; use one of {', '.join(WEIGHT_SUFFIXES)}"
-            )
+            raise DataError(f"weights file '{path}' has an unknown format; use one of {', '.join(WEIGHT_SUFFIXES)}")
         kwargs["pretrained_cfg_overlay"] = {"file": str(path), "custom_load": path.suffix == ".npz"}
         pretrained = True
     if not timm.is_model(name):

@@ -32,9 +32,7 @@ class TaskData:
     def split(self, name: str) -> Sequence[Sample]:
         """Samples of one split, or a DataError naming the splits that exist."""
         if name not in self.splits:
-            raise DataError(
-                f"data '{self.spec}' has no split '{name}'; it has: {', '.join(sorted(self.splits))}"
-            )
+            raise DataError(f"data '{self.spec}' has no split '{name}'; it has: {', '.join(sorted(self.splits))}")
         return self.splits[name]
 
 
@@ -60,14 +58,10 @@ def load_data(spec: str, **options: Any) -> TaskData:
     from . import csv_source, folder, offline_source  # noqa: F401  (register sources)
 
     if ":" not in spec:
-        raise ConfigError(
-            f"data.spec: '{spec}' has no source prefix; use one of {', '.join(p + ':' for p in SOURCES)}"
-        )
+        raise ConfigError(f"data.spec: '{spec}' has no source prefix; use one of {', '.join(p + ':' for p in SOURCES)}")
     prefix, arg = spec.split(":", 1)
     if prefix not in SOURCES:
-        raise ConfigError(
-            f"data.spec: unknown source '{prefix}:'; use one of {', '.join(p + ':' for p in SOURCES)}"
-        )
+        raise ConfigError(f"data.spec: unknown source '{prefix}:'; use one of {', '.join(p + ':' for p in SOURCES)}")
     data = SOURCES[prefix](arg, options)
     data.spec = spec
     return data

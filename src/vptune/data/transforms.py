@@ -13,16 +13,10 @@ INTERPOLATION = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.Interpol
 FGVC_RESIZE_RATIO = 256 / 224  # resize 256 then crop 224, scaled to other resolutions
 
 
-def preprocessing_config(
-    backbone: nn.Module, normalize: str = "model", augment: str = "none"
-) -> dict[str, Any]:
+def preprocessing_config(backbone: nn.Module, normalize: str = "model", augment: str = "none") -> dict[str, Any]:
     """The JSON-ready preprocessing recorded in artifacts: size, mean/std, interpolation, augmentation."""
     cfg = timm.data.resolve_model_data_config(backbone)
-    mean, std = (
-        (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
-        if normalize == "imagenet"
-        else (cfg["mean"], cfg["std"])
-    )
+    mean, std = (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD) if normalize == "imagenet" else (cfg["mean"], cfg["std"])
     # the model's own patch-embedding size wins: it reflects an img_size override, the data config may not
     size = getattr(backbone.patch_embed, "img_size", None) or cfg["input_size"][-2:]
     return {

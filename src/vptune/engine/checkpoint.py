@@ -18,9 +18,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 def config_fingerprint(config: dict[str, Any]) -> str:
     """Hash of the settings that determine the training trajectory (output folder and progress excluded)."""
     relevant = {k: v for k, v in config.items() if k != "out"}
-    relevant["train"] = {
-        k: v for k, v in relevant.get("train", {}).items() if k not in ("progress", "device")
-    }
+    relevant["train"] = {k: v for k, v in relevant.get("train", {}).items() if k not in ("progress", "device")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -104,9 +104,7 @@ def train_epoch(
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with autocast():
                 logits = model(images)
-                loss = nn.functional.cross_entropy(
-                    logits.float(), labels, label_smoothing=cfg.optim.label_smoothing
-                )
+                loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=cfg.optim.label_smoothing)
             (scaler.scale(loss / accum) if scaler else loss / accum).backward()
             loss_sum += loss.item() * labels.numel()
             correct += (logits.argmax(1) == labels).sum().item()
@@ -140,9 +138,7 @@ def train_epoch(
     return metrics, step
 
 
-def fit(
-    cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook | None = None
-) -> TrainResult:
+def fit(cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook | None = None) -> TrainResult:
     """Train, validate, test and save a task artifact into ``cfg.out``; resumes from a checkpoint there.
 
     Args:
@@ -175,6 +171,9 @@ def fit(
         f"({summary['trainable_percent']:.3f}%), artifact ~{summary['artifact_tensor_bytes'] / 1e6:.2f} MB, "
         f"device {device}{f', amp {amp_dtype}' if amp_dtype else ''}"
     )
+    if not (out / CHECKPOINT_FILE).is_file():  # data-dependent init (class prototypes, ...) on a fresh run
+        init_ds = ImageDataset(train_samples, eval_tf, skip)
+        model.method.initialize(model, make_loader(init_ds, cfg.train.batch_size, shuffle=False), device)
     optimizer = build_optimizer(model, cfg.optim, cfg.train.batch_size * cfg.train.grad_accum)
     _, total_steps, epochs, warmup = plan_steps(cfg, len(train_loader))
     scheduler = build_scheduler(optimizer, warmup, total_steps)
@@ -196,9 +195,7 @@ def fit(
 
     val_split = cfg.data.val_split if cfg.data.val_split in data.splits else None
     for epoch in range(start_epoch, epochs):
-        train_loader.generator.manual_seed(
-            cfg.train.seed * 100_003 + epoch
-        )  # data order depends on epoch only
+        train_loader.generator.manual_seed(cfg.train.seed * 100_003 + epoch)  # data order depends on epoch only
         train_metrics, step = train_epoch(
             model,
             train_loader,
@@ -216,9 +213,7 @@ def fit(
         last = epoch + 1 == epochs
         every = cfg.train.val_every
         if val_split and (last or (every and (epoch + 1) % every == 0)):
-            record["val"] = evaluate(
-                model, eval_loader(val_split), device, autocast, "val", cfg.train.progress
-            )
+            record["val"] = evaluate(model, eval_loader(val_split), device, autocast, "val", cfg.train.progress)
         history.append(record)
         logger.log(**record)
         val_txt = f", val top1 {record['val']['top1']:.4f}" if "val" in record else ""

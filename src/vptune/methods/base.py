@@ -75,6 +75,13 @@ class Method(nn.Module):
         """Edit the token sequence before block ``index`` (0-based); default: unchanged."""
         return x
 
+    def after_pool(self, features: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Edit pooled features (B, D) before the head (e.g. a side network); default: unchanged."""
+        return features
+
+    def initialize(self, model: nn.Module, loader: Any, device: torch.device) -> None:
+        """Data-dependent initialisation run once before training starts (e.g. class prototypes)."""
+
     def build_head(self, dim: int, num_classes: int) -> nn.Module:
         """The classifier on pooled features (default: one fresh Linear layer)."""
         from .heads import LinearHead
@@ -103,9 +110,7 @@ def get_method(name: str) -> type[Method]:
     try:
         return METHODS[name]
     except KeyError:
-        raise ConfigError(
-            f"method.name: unknown method '{name}'; choose one of {', '.join(method_names())}"
-        ) from None
+        raise ConfigError(f"method.name: unknown method '{name}'; choose one of {', '.join(method_names())}") from None
 
 
 def format_validation_error(err: ValidationError, prefix: str) -> str:

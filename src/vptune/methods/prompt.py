@@ -57,9 +57,11 @@ class PromptTuning(Method):
         self.layers = list(range(info.depth)) if self.deep else [0]
         self.slot = {layer: i for i, layer in enumerate(self.layers)}
         bound = prompt_init_bound(info)
-        # (prompted layers L, p, D)
-        self.prompts = nn.Parameter(torch.empty(len(self.layers), self.length, info.embed_dim))
-        nn.init.uniform_(self.prompts, -bound, bound)
+        if self.length:  # (prompted layers L, p, D)
+            self.prompts = nn.Parameter(torch.empty(len(self.layers), self.length, info.embed_dim))
+            nn.init.uniform_(self.prompts, -bound, bound)
+        else:  # p = 0: no prompt tensor at all, the model is exactly the frozen backbone + head
+            self.register_parameter("prompts", None)
         self.dropout = nn.Dropout(config.dropout)
 
     @property

@@ -137,9 +137,7 @@ def read_task(path: str | Path) -> TaskArtifact:
     folder = Path(path)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
-        raise ArtifactError(
-            f"'{folder}' is not a task folder: {META_FILE} is missing (train one with vptune train)"
-        )
+        raise ArtifactError(f"'{folder}' is not a task folder: {META_FILE} is missing (train one with vptune train)")
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
@@ -195,9 +193,7 @@ def attach_task(task: TaskArtifact, vit: torch.nn.Module, digest: str) -> Adapte
     try:
         tensors = load_file(str(task.path / TENSOR_FILE))
     except (SafetensorError, OSError) as err:
-        raise ArtifactError(
-            f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged"
-        ) from None
+        raise ArtifactError(f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged") from None
     expected = set(model.trainable_state_dict())
     if set(tensors) != expected:
         extra, lacking = sorted(set(tensors) - expected), sorted(expected - set(tensors))
