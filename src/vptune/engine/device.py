@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,7 @@ def autocast_factory(device: torch.device, amp: str) -> tuple[Callable[[], Any],
     """A context-manager factory for the forward pass: bf16/fp16 on CUDA, fp32 (no autocast) elsewhere."""
     if amp == "off" or device.type != "cuda":
         if amp in ("bf16", "fp16") and device.type != "cuda":
-            print(f"note: amp={amp} is only used on CUDA; training in fp32 on {device.type}")
+            print(f"note: amp={amp} is only used on CUDA; training in fp32 on {device.type}", file=sys.stderr)
         return contextlib.nullcontext, None
     if amp == "auto":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,7 +170,8 @@ def fit(cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook
         f"vptune: {cfg.method.name} on {cfg.model.name}, {data.num_classes} classes, {len(train_ds)} train images; "
         f"trainable {summary['trainable_params']:,} of {summary['backbone_params']:,} backbone params "
         f"({summary['trainable_percent']:.3f}%), artifact ~{summary['artifact_tensor_bytes'] / 1e6:.2f} MB, "
-        f"device {device}{f', amp {amp_dtype}' if amp_dtype else ''}"
+        f"device {device}{f', amp {amp_dtype}' if amp_dtype else ''}",
+        file=sys.stderr,
     )
     if not (out / CHECKPOINT_FILE).is_file():  # data-dependent init (class prototypes, ...) on a fresh run
         init_ds = ImageDataset(train_samples, eval_tf, skip)
@@ -191,7 +193,7 @@ def fit(cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
-        print(f"vptune: resuming from {out / CHECKPOINT_FILE} after epoch {start_epoch}/{epochs}")
+        print(f"vptune: resuming from {out / CHECKPOINT_FILE} after epoch {start_epoch}/{epochs}", file=sys.stderr)
 
     val_split = cfg.data.val_split if cfg.data.val_split in data.splits else None
     for epoch in range(start_epoch, epochs):
@@ -219,7 +221,8 @@ def fit(cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook
         val_txt = f", val top1 {record['val']['top1']:.4f}" if "val" in record else ""
         print(
             f"epoch {epoch + 1}/{epochs}: loss {train_metrics['loss']:.4f}, train top1 "
-            f"{train_metrics['top1']:.4f}{val_txt}, {train_metrics['images_per_s']:.0f} img/s"
+            f"{train_metrics['top1']:.4f}{val_txt}, {train_metrics['images_per_s']:.0f} img/s",
+            file=sys.stderr,
         )
         save_checkpoint(
             out,
