@@ -32,3 +32,64 @@ def add_extra_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("demo", help="adapt the bundled micro ViT to offline tasks with four methods (offline)")
+    p.add_argument("--out", default="runs/demo", help="output folder (re-running skips finished runs)")
+    p.add_argument("--tasks", help="comma-separated offline tasks (default: digits,cells,dsprites_location)")
+    p.add_argument("--methods", help="comma-separated subset of linear,full,vpt-shallow,vpt-deep")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per run")
+    p.add_argument("--model", default="vptune_micro_vit", help="backbone (default: the bundled micro ViT)")
+    p.add_argument("--weights", help="local backbone weights file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("data", help="offline task suite: list tasks, export them in the VTAB-1k folder layout")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    data_sub.add_parser("list", help="list the offline tasks")
+    e = data_sub.add_parser("export", help="write images + train800/val200/train800val200/test lists")
+    e.add_argument("task", help="offline task name (or 'all')")
+    e.add_argument("--root", required=True, help="folder to write ROOT/TASK/ into")
+    p.set_defaults(func=cmd_data)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_METHODS, DEMO_TASKS, render_report, run_demo
+
+    tasks = tuple(args.tasks.split(",")) if args.tasks else DEMO_TASKS
+    methods = tuple(args.methods.split(",")) if args.methods else tuple(DEMO_METHODS)
+    unknown = [m for m in methods if m not in DEMO_METHODS]
+    if unknown:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--methods: {', '.join(unknown)} not in the demo; choose from {', '.join(DEMO_METHODS)}")
+    report = run_demo(
+        args.out,
+        tasks=tasks,
+        methods=methods,
+        epochs=args.epochs,
+        progress=not args.no_progress,
+        model=args.model,
+        weights=args.weights,
+    )
+    print(render_report(report))
+    print(f"wrote {args.out}/report.md, report.json and report.png")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data.offline import export_vtab_layout, list_offline_tasks
+
+    if args.data_command == "list":
+        for t in list_offline_tasks():
+            print(f"offline:{t.name:<22} {t.group:<12} {len(t.classes):>3} classes  {t.source}")
+        return 0
+    names = [t.name for t in list_offline_tasks()] if args.task == "all" else [args.task.removeprefix("offline:")]
+    for name in names:
+        try:
+            folder = export_vtab_layout(name, args.root)
+        except (ValueError, FileExistsError) as err:
+            from .errors import DataError
+
+            raise DataError(str(err)) from None
+        print(f"wrote {folder}")
+    return 0
