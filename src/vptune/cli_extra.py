@@ -20,8 +20,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# Further command groups, one module each, every one exposing ``add_commands(sub)``.
+COMMAND_MODULES = ("cli_bench", "cli_tune", "cli_serve")
+
+
 def add_extra_commands(sub: argparse._SubParsersAction) -> None:
     """Attach the extra subcommands to ``vptune``'s subparsers."""
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"vptune.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"vptune.{name}":
+                raise
+            continue
+        module.add_commands(sub)
     p = sub.add_parser("pretrain", help="pre-train the micro ViT on generated fractals (offline)")
     p.add_argument("--out", required=True, help="folder for the weights and MODEL_CARD.{md,json}")
     p.add_argument("--steps", type=int, help="optimiser steps (default 1200)")
