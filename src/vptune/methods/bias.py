@@ -1,0 +1,34 @@
+"""BitFit (Ben Zaken et al., 2022): every bias term of the backbone trains, all weights stay frozen."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+from ..errors import ConfigError
+from .base import Method, MethodConfig, register_method
+from .structure import unfreeze_biases
+
+
+class BiasConfig(MethodConfig):
+    """BitFit has no options beyond the shared ones."""
+
+    name: Literal["bias"] = "bias"
+
+
+@register_method
+class Bias(Method):
+    """Train the ``bias`` of every backbone module (Linear, Conv, LayerNorm) plus the head.
+
+    Biases are found by module structure (:func:`vptune.methods.structure.bias_parameters`). The backbone
+    stays in eval mode (the frozen modules hold no dropout state worth training).
+    """
+
+    name = "bias"
+    summary = "Bias (BitFit): all backbone bias terms + head"
+    config_cls = BiasConfig
+
+    def attach(self, backbone: nn.Module) -> None:
+        if unfreeze_biases(backbone) == 0:
+            raise ConfigError(f"method.name: backbone '{self.info.name}' has no bias parameters to tune")

@@ -1,0 +1,77 @@
+"""Mlp-k: the backbone frozen, a k-layer MLP classification head instead of a single Linear layer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from .base import Method, MethodConfig, register_method
+from .heads import LinearHead
+
+
+class MlpConfig(MethodConfig):
+    """Mlp-k options (the paper's Table 1 reports Mlp-3)."""
+
+    name: Literal["mlp"] = "mlp"
+    layers: int = Field(3, ge=1, le=64, description="Linear layers in the head, the last one the classifier (k)")
+    hidden_dim: int | None = Field(None, ge=1, description="width of the hidden layers; default: embed dim D")
+    activation: Literal["relu", "gelu"] = Field("relu", description="non-linearity after each hidden layer")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout after each hidden activation")
+
+
+class MlpHead(nn.Sequential):
+    """``layers - 1`` blocks of Linear -> activation (-> dropout), then a :class:`LinearHead` classifier.
+
+    Args:
+        dim: Input feature width (D).
+        num_classes: Output classes.
+        layers: Total Linear layers (1 is a plain linear head).
+        hidden_dim: Width of the hidden layers.
+        activation: ``relu`` or ``gelu``.
+        dropout: Dropout probability after each hidden activation.
+        init: Classifier init (``official`` or ``small``, see :func:`vptune.methods.heads.init_linear`).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        layers: int,
+        hidden_dim: int,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        init: str = "official",
+    ) -> None:
+        modules: list[nn.Module] = []
+        width = dim
+        for _ in range(layers - 1):
+            modules += [nn.Linear(width, hidden_dim), nn.ReLU() if activation == "relu" else nn.GELU()]
+            if dropout > 0:
+                modules.append(nn.Dropout(dropout))
+            width = hidden_dim
+        modules.append(LinearHead(width, num_classes, init=init))
+        super().__init__(*modules)
+
+
+@register_method
+class Mlp(Method):
+    """A k-layer MLP head on the frozen backbone's pooled features (features identical to Linear's)."""
+
+    name = "mlp"
+    summary = "Mlp-k: k-layer MLP head, backbone frozen"
+    config_cls = MlpConfig
+    config: MlpConfig
+
+    def build_head(self, dim: int, num_classes: int) -> nn.Module:
+        cfg = self.config
+        return MlpHead(
+            dim,
+            num_classes,
+            layers=cfg.layers,
+            hidden_dim=cfg.hidden_dim or dim,
+            activation=cfg.activation,
+            dropout=cfg.dropout,
+            init=cfg.head_init,
+        )

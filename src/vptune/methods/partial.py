@@ -1,0 +1,57 @@
+"""Partial-k fine-tuning: the last k Transformer blocks and the final norm train, the rest stays frozen."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from ..backbones import BackboneInfo
+from ..errors import ConfigError
+from .base import Method, MethodConfig, register_method
+from .structure import mark_trainable
+
+
+class PartialConfig(MethodConfig):
+    """Partial-k options (the paper's Table 1 reports Partial-1)."""
+
+    name: Literal["partial"] = "partial"
+    k: int = Field(1, ge=1, description="number of final Transformer blocks to fine-tune (1..depth)")
+
+    def check(self, info: BackboneInfo) -> None:
+        super().check(info)
+        if self.k > info.depth:
+            raise ConfigError(f"method.k: {self.k} is more than the backbone's depth {info.depth}; use 1..{info.depth}")
+
+
+def final_norms(backbone: nn.Module) -> list[nn.Module]:
+    """The norms applied after the last block: ``norm`` and ``fc_norm`` (whichever holds parameters)."""
+    found = []
+    for attr in ("norm", "fc_norm"):
+        module = getattr(backbone, attr, None)
+        if isinstance(module, nn.Module) and any(True for _ in module.parameters()):
+            found.append(module)
+    return found
+
+
+@register_method
+class Partial(Method):
+    """Fine-tune the last ``k`` blocks and the final norm.
+
+    The trained modules (and all their submodules) are flagged with :func:`mark_trainable`, so they follow
+    ``train()`` (dropout, drop-path) while the frozen part of the backbone stays in eval mode; the class keeps
+    ``trains_backbone = False`` for that reason.
+    """
+
+    name = "partial"
+    summary = "Partial-k: last k blocks + final norm fine-tuned"
+    config_cls = PartialConfig
+    config: PartialConfig
+
+    def attach(self, backbone: nn.Module) -> None:
+        blocks = list(backbone.blocks)[-self.config.k :]
+        for module in [*blocks, *final_norms(backbone)]:
+            module.requires_grad_(True)
+            for sub in module.modules():
+                mark_trainable(sub)
