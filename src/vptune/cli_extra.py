@@ -21,7 +21,41 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 # Further command groups, one module each, every one exposing ``add_commands(sub)``.
-COMMAND_MODULES = ("cli_bench", "cli_tune", "cli_serve")
+COMMAND_MODULES = ("cli_bench", "cli_tune")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve task artifacts over HTTP on one shared backbone (FastAPI + uvicorn)."""
+    import os
+    import sys
+
+    from .errors import VptuneError
+
+    try:
+        import uvicorn
+
+        from .serve.app import create_app
+    except ImportError as err:
+        raise VptuneError(f"vptune serve needs {err.name}: pip install 'vptune[serve]'") from None
+    from .engine.device import resolve_device
+    from .tasks.multitask import MultiTaskModel
+
+    tasks: dict[str, str] = {}
+    for spec in args.task:
+        name, sep, path = spec.partition("=")
+        if not (sep and name and path) or name in tasks:
+            raise VptuneError(f"--task '{spec}': use NAME=DIR with a new NAME each time, e.g. --task pets=runs/pets")
+        tasks[name] = path
+    pretrained = False if args.no_pretrained else None
+    bank = MultiTaskModel.from_dirs(
+        tasks, model_name=args.model, weights=args.weights, pretrained=pretrained, device=resolve_device(args.device)
+    )
+    api_key = args.api_key or os.environ.get("VPTUNE_API_KEY") or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        print(f"vptune serve: warning: listening on {args.host} without an API key", file=sys.stderr)
+    app = create_app(bank, api_key=api_key, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
 
 
 def add_extra_commands(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +81,19 @@ def add_extra_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_pretrain)
 
+    p = sub.add_parser("serve", help="serve task artifacts over HTTP, many tasks on one backbone")
+    p.add_argument("--task", action="append", required=True, metavar="NAME=DIR", help="task folder, repeatable")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="backbone name (default: the one the tasks record)")
+    p.add_argument("--weights", help="load the backbone from this local file")
+    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (tests only)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--api-key", help="require this key in the x-api-key header (or set VPTUNE_API_KEY)")
+    p.add_argument("--max-batch", type=int, default=32, help="most images per forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait for more images before a pass")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("demo", help="adapt the bundled micro ViT to offline tasks with four methods (offline)")
     p.add_argument("--out", default="runs/demo", help="output folder (re-running skips finished runs)")
     p.add_argument("--tasks", help="comma-separated offline tasks (default: digits,cells,dsprites_location)")
@@ -63,6 +110,12 @@ def add_extra_commands(sub: argparse._SubParsersAction) -> None:
     e = data_sub.add_parser("export", help="write images + train800/val200/train800val200/test lists")
     e.add_argument("task", help="offline task name (or 'all')")
     e.add_argument("--root", required=True, help="folder to write ROOT/TASK/ into")
+    c = data_sub.add_parser("check", help="validate a vtab1k/fgvc/offline tree before training (streams images)")
+    c.add_argument("--suite", required=True, choices=["vtab1k", "fgvc", "offline"])
+    c.add_argument("--root", help="tree root (offline: an exported tree; omit to check the generated tasks)")
+    c.add_argument("--tasks", help="comma-separated task names (default: all of the suite)")
+    c.add_argument("--no-verify", action="store_true", help="only check that images exist, do not open them")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_data)
 
 
@@ -93,6 +146,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from .data.offline import export_vtab_layout, list_offline_tasks
 
+    if args.data_command == "check":
+        from .data.check import check_suite, format_report
+
+        tasks = args.tasks.split(",") if args.tasks else None
+        report = check_suite(args.suite, args.root, tasks, verify_images=not args.no_verify)
+        print(json.dumps(report, indent=2) if args.json else format_report(report))
+        return 0 if report["ok"] else 1
     if args.data_command == "list":
         for t in list_offline_tasks():
             print(f"offline:{t.name:<22} {t.group:<12} {len(t.classes):>3} classes  {t.source}")

@@ -1,0 +1,299 @@
+"""MultiTaskModel: one frozen backbone, many task artifacts, samples of different tasks in one batch.
+
+Prompt tasks (prepended prompts, any depth/length/sharing) and head-only tasks run in ONE backbone pass over
+``prefix + prompt block + patches``: the block is as long as the batch's longest prompt, each sample's prompts
+sit at its start (right-padded) and a boolean key mask given to every timm block (``block(x, attn_mask=...)``)
+hides the padding. Attention is the only op mixing tokens, so real tokens equal the task's own AdaptedModel's.
+Methods changing backbone weights or compute (LoRA, bias, prefix, add/pixel prompts...) run isolated (own copy).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from ..backbones import describe, weights_hash
+from ..data import build_transform
+from ..data.images import load_image
+from ..errors import ArtifactError, VptuneError
+from ..methods import Method, build_method
+from ..methods.prompt import PromptTuning
+from ..model import pool_tokens
+from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class UnknownTaskError(VptuneError):
+    """A task name that the bank does not hold."""
+
+
+def shared_pass_blocker(method: Method, tensor_names: Sequence[str]) -> str | None:
+    """Why ``method`` can not share the backbone pass; None for prepended prompts, heads and ``after_pool``."""
+    if method.trains_backbone or any(n.startswith("backbone.") for n in tensor_names):
+        return "it changes or extends backbone weights (LoRA, adapters, biases, ...)"
+    if isinstance(method, PromptTuning):
+        location = getattr(method, "location", "prepend")
+        if location != "prepend":
+            return f"its prompts use location '{location}' (only 'prepend' shares the backbone pass)"
+        if getattr(method.config, "train_bias", False):
+            return "it trains backbone biases (train_bias)"
+        return None
+    for hook in ("attach", "embed", "before_block"):
+        if getattr(type(method), hook) is not getattr(Method, hook):
+            return f"it changes the backbone's '{hook}' step"
+    return None
+
+
+@dataclass
+class TaskEntry:
+    """A loaded task: its artifact and, for isolated tasks, its own model on a private backbone copy."""
+
+    name: str
+    artifact: TaskArtifact
+    output: str
+    length: int  # prompt tokens after the prefix tokens in the final sequence (0: head-only)
+    isolated_reason: str | None
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready description (``mode``: batched = shares the backbone pass, isolated = own backbone)."""
+        meta, classes = self.artifact.meta, self.artifact.classes
+        return {
+            "name": self.name,
+            "classes": classes,
+            "num_classes": len(classes),
+            "method": meta["method"]["name"],
+            "method_config": meta["method"],
+            "prompt_tokens": self.length,
+            "mode": "batched" if self.isolated_reason is None else "isolated",
+            "isolated_reason": self.isolated_reason,
+            "params": meta["params"],
+        }
+
+
+class MultiTaskModel(nn.Module):
+    """A frozen backbone shared by many task artifacts.
+
+    Args:
+        backbone: An already loaded backbone (``model_name`` is then required); None: load it from the first
+            task added (with the ``model_name``/``weights``/``pretrained`` overrides).
+        model_name: Backbone name every task must record (default: the first task's).
+        weights: Local weights file for the backbone (when it is loaded from the first task).
+        pretrained: Override whether timm's pretrained weights are loaded.
+        device: Where the backbone and tasks live.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | None = None,
+        *,
+        model_name: str | None = None,
+        weights: str | None = None,
+        pretrained: bool | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__()
+        if backbone is not None and not model_name:
+            raise ArtifactError("MultiTaskModel: pass model_name together with a backbone")
+        self._load = {"weights": weights, "pretrained": pretrained}
+        self.model_name, self.device, self.digest = model_name, torch.device(device), ""
+        self.backbone: nn.Module | None = None
+        self.preprocessing: dict[str, Any] | None = None
+        self.transform: Any = None  # the tasks' shared eval preprocessing (PIL -> tensor)
+        self.task_modules = nn.ModuleDict()  # name -> ModuleDict(method, head) or an isolated AdaptedModel
+        self.entries: dict[str, TaskEntry] = {}
+        self.lock = threading.RLock()
+        if backbone is not None:
+            self._set_backbone(backbone, model_name)
+
+    def _set_backbone(self, vit: nn.Module, name: str) -> None:
+        self.backbone = vit.to(self.device).eval().requires_grad_(False)
+        self.model_name, self.digest, self.info = name, weights_hash(vit), describe(name, vit)
+
+    @classmethod
+    def from_dirs(cls, tasks: dict[str, str | Path], **kwargs: Any) -> MultiTaskModel:
+        """A bank holding ``{name: task folder}`` (keyword arguments as in the constructor)."""
+        bank = cls(**kwargs)
+        for name, path in tasks.items():
+            bank.add_task(name, path)
+        return bank
+
+    def train(self, mode: bool = True) -> MultiTaskModel:
+        """The bank only serves: it stays in eval mode (no dropout on prompts)."""
+        return super().train(False)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.entries)
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        """Per task: name, classes, method, prompt tokens, serving mode and parameter counts."""
+        return [e.info() for e in list(self.entries.values())]
+
+    def add_task(self, name: str, path: str | Path) -> dict[str, Any]:
+        """Load the task folder ``path`` under ``name`` (backbone name, hash and preprocessing must agree).
+
+        Raises:
+            ArtifactError: Bad name, name taken, damaged artifact, other backbone or other preprocessing.
+        """
+        if not NAME_RE.match(name):
+            raise ArtifactError(f"task name '{name}' is invalid: use 1-64 letters, digits, '_' or '-'")
+        task = read_task(path)
+        with self.lock:
+            if name in self.entries:
+                raise ArtifactError(f"task name '{name}' is already loaded; remove it first or pick another name")
+            if self.backbone is None:
+                vit, _ = load_backbone_for(task, **self._load)
+                self._set_backbone(vit, self.model_name or task.backbone["name"])
+            check_backbone(task, self.model_name, self.digest)
+            if self.preprocessing is not None and task.preprocessing != self.preprocessing:
+                raise ArtifactError(
+                    f"task '{name}' ({task.path}) preprocesses images with {task.preprocessing}, but the loaded "
+                    f"tasks use {self.preprocessing}; serve it from a separate bank"
+                )
+            try:
+                with safe_open(str(task.path / TENSOR_FILE), framework="pt") as f:
+                    tensor_names = list(f.keys())
+            except (SafetensorError, OSError) as err:
+                raise ArtifactError(
+                    f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged"
+                ) from None
+            blocker = shared_pass_blocker(build_method(task.method, self.info), tensor_names)
+            vit = self.backbone if blocker is None else copy.deepcopy(self.backbone)
+            model = attach_task(task, vit, self.digest).to(self.device).eval()
+            self.task_modules[name] = model if blocker else nn.ModuleDict({"method": model.method, "head": model.head})
+            self.entries[name] = TaskEntry(name, task, model.output, int(model.method.prompt_tokens), blocker)
+            if self.preprocessing is None:
+                self.preprocessing = task.preprocessing
+                self.transform = build_transform(task.preprocessing, train=False)
+        return self.entries[name].info()
+
+    def remove_task(self, name: str) -> None:
+        """Unload a task (waits for a running forward pass)."""
+        with self.lock:
+            self.resolve([name])
+            del self.entries[name], self.task_modules[name]
+
+    def resolve(self, task_ids: Sequence[str | int]) -> list[str]:
+        """Task names for names or indices into :attr:`task_names` (raises :class:`UnknownTaskError`)."""
+        names = self.task_names
+        out = []
+        for t in task_ids:
+            name = names[t] if isinstance(t, int) and 0 <= t < len(names) else t
+            if name not in self.entries:
+                raise UnknownTaskError(f"unknown task '{t}'; loaded tasks: {', '.join(self.entries) or '(none)'}")
+            out.append(str(name))
+        return out
+
+    def forward(self, images: torch.Tensor, task_ids: Sequence[str | int]) -> list[torch.Tensor]:
+        """Images (B, C, H, W) and one task per sample -> per-sample logits, each (num_classes of its task,)."""
+        if images.shape[0] != len(task_ids):
+            raise ValueError(f"{images.shape[0]} images but {len(task_ids)} task ids")
+        with self.lock:
+            names = self.resolve(task_ids)
+            groups: dict[str, list[int]] = {}
+            for i, name in enumerate(names):
+                groups.setdefault(name, []).append(i)
+            shared = [n for n in groups if self.entries[n].isolated_reason is None]
+            isolated = [n for n in groups if n not in shared]
+            order = [i for n in shared + isolated for i in groups[n]]  # samples grouped by task
+            n_shared = sum(len(groups[n]) for n in shared)
+            segments = [(n, len(groups[n])) for n in shared]
+            out = self._forward_shared(images[order[:n_shared]], segments) if shared else []
+            for name in isolated:  # a private backbone copy: one sub-batch per task
+                out.extend(self.task_modules[name](images[groups[name]]).unbind(0))
+        by_sample = dict(zip(order, out))
+        return [by_sample[i] for i in range(len(names))]
+
+    def _forward_shared(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
+        """One backbone pass over task-contiguous segments ``(name, count)`` of ``images``."""
+        bb, n = self.backbone, self.info.num_prefix_tokens
+        entries = [self.entries[name] for name, _ in segments]
+        methods = [self.task_modules[name]["method"] for name, _ in segments]
+        counts = [c for _, c in segments]
+        width = max(e.length for e in entries)  # P: the batch's prompt block
+        x = bb.norm_pre(bb.patch_drop(bb._pos_embed(bb.patch_embed(images))))  # as Method.embed: (b, n+patches, D)
+        b, _, dim = x.shape
+        x = torch.cat([x[:, :n], x.new_zeros(b, width, dim), x[:, n:]], dim=1)  # (b, n + P + patches, D)
+        valid = [0] * len(segments)  # prompt tokens in place per segment at the current block
+        keys, mask = torch.arange(x.shape[1], device=x.device), None
+        for index, block in enumerate(bb.blocks):
+            parts, starts, changed, touched = [], [0], index == 0, False
+            for s, (e, method, count) in enumerate(zip(entries, methods, counts)):
+                seg = x[starts[-1] : starts[-1] + count, n : n + width]  # (count, P, D)
+                slot = method.slot.get(index) if e.length else None
+                if slot is not None:  # insert (first prompted layer) or replace: the first p positions
+                    prompts = method.layer_prompts(slot).to(x.dtype).unsqueeze(0).expand(count, -1, -1)  # (c, p, D)
+                    seg = torch.cat([prompts, seg[:, e.length :]], dim=1)  # (count, P, D)
+                    changed, touched, valid[s] = changed or valid[s] != e.length, True, e.length
+                parts.append(seg)
+                starts.append(starts[-1] + count)
+            if touched:
+                x = torch.cat([x[:, :n], torch.cat(parts, dim=0), x[:, n + width :]], dim=1)  # (b, n+P+patches, D)
+            if changed:  # a task inserted its prompts: recompute the key mask
+                rows = torch.tensor([v for v, c in zip(valid, counts) for _ in range(c)], device=x.device)  # (b,)
+                keep = (keys < n) | (keys >= n + width) | (keys - n < rows[:, None])  # (b, N): True = attend
+                mask = None if min(valid) == width else keep[:, None, None, :]  # (b, 1, 1, N): all heads, queries
+            x = block(x) if mask is None else block(x, attn_mask=mask)
+        x = bb.norm(x)
+        out: list[torch.Tensor] = []
+        start = 0
+        for e, (name, count) in zip(entries, segments):
+            xs = x[start : start + count]
+            tokens = torch.cat([xs[:, : n + e.length], xs[:, n + width :]], dim=1)  # drop padding: (c, n+p+patches, D)
+            feats = pool_tokens(tokens, e.output, n, e.length)  # (c, D)
+            modules = self.task_modules[name]
+            feats = modules["method"].after_pool(bb.fc_norm(feats), images[start : start + count])
+            out.extend(modules["head"](feats).unbind(0))
+            start += count
+        return out
+
+    def preprocess(self, images: Sequence[str | Path | Image.Image | Any]) -> torch.Tensor:
+        """Paths, PIL images or (H, W, 3) uint8 arrays -> (N, C, H, W) on the bank's device."""
+        if self.transform is None:
+            raise ArtifactError("no task loaded: add a task before predicting")
+        pil = [im if isinstance(im, Image.Image) else load_image(im) for im in images]
+        return torch.stack([self.transform(im.convert("RGB")) for im in pil]).to(self.device)
+
+    @torch.inference_mode()
+    def predict(self, images: Any, task_names: Sequence[str | int], top_k: int = 5) -> list[list[dict[str, Any]]]:
+        """Per image (a (B, C, H, W) batch, or paths/PIL/arrays), its task's top-k ``{"label", "index", "score"}``."""
+        batch = images.to(self.device) if isinstance(images, torch.Tensor) else self.preprocess(images)
+        names = self.resolve(task_names)
+        return [self.top_k(name, logits, top_k) for name, logits in zip(names, self(batch, names))]
+
+    def top_k(self, name: str, logits: torch.Tensor, k: int) -> list[dict[str, Any]]:
+        """Top-k ``{"label", "index", "score"}`` of one sample's logits for task ``name``."""
+        probs = logits.float().softmax(dim=0)
+        scores, idx = probs.topk(min(k, probs.shape[0]))
+        classes = self.entries[name].artifact.classes
+        return [
+            {"label": classes[i], "index": int(i), "score": float(s)} for s, i in zip(scores.tolist(), idx.tolist())
+        ]
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes of unique parameters and buffers: backbone, tasks and the total held by the bank."""
+        seen: dict[int, int] = {}  # data_ptr -> bytes: tensors shared by several modules count once
+
+        def size(module: nn.Module | None) -> int:
+            new = {t.data_ptr(): t.numel() * t.element_size() for t in module.state_dict().values()} if module else {}
+            new = {k: v for k, v in new.items() if k not in seen}
+            seen.update(new)
+            return sum(new.values())
+
+        backbone, tasks = size(self.backbone), size(self.task_modules)
+        return {"backbone": backbone, "tasks": tasks, "total": backbone + tasks}
