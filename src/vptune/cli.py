@@ -82,6 +82,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         emit(info, args.json, "\n".join(f"{k}: {v}" for k, v in info.items() if k != "config"))
         return 0
     result = fit(cfg)
+    from .engine.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return 0
     out = {"out": str(result.out_dir), "metrics": result.metrics, **result.summary}
     emit(
         out,

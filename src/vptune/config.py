@@ -62,6 +62,17 @@ class TrainConfig(_Section):
     amp: Literal["auto", "bf16", "fp16", "off"] = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 elsewhere")
     grad_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     progress: bool = Field(True, description="show progress bars")
+    compile: bool = Field(False, description="torch.compile the model forward (falls back to eager if it fails)")
+    feature_cache: bool = Field(
+        True,
+        description="compute frozen features once and reuse them across epochs, for methods whose trainable part "
+        "starts late (linear, ...) when data.augment is none",
+    )
+    feature_cache_max_gb: float = Field(4.0, ge=0.0, description="skip the feature cache when it would be larger")
+    dist_backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="torchrun process-group backend; auto: nccl on CUDA, gloo on CPU"
+    )
+    dist_timeout_min: int = Field(30, ge=1, le=1440, description="collective timeout under torchrun, minutes")
 
 
 class RunConfig(_Section):

@@ -13,12 +13,22 @@ from ..errors import VptuneError
 from .io import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# train.* settings that do not change what is computed (a run may resume with other values of these)
+NOT_TRAJECTORY = (
+    "progress",
+    "device",
+    "compile",
+    "feature_cache",
+    "feature_cache_max_gb",
+    "dist_backend",
+    "dist_timeout_min",
+)
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:
     """Hash of the settings that determine the training trajectory (output folder and progress excluded)."""
     relevant = {k: v for k, v in config.items() if k != "out"}
-    relevant["train"] = {k: v for k, v in relevant.get("train", {}).items() if k not in ("progress", "device")}
+    relevant["train"] = {k: v for k, v in relevant.get("train", {}).items() if k not in NOT_TRAJECTORY}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,14 +11,27 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..config import RunConfig
 from ..data import ImageDataset, TaskData, build_transform, load_data, make_loader, preprocessing_config
 from ..data.sources import subsample
 from ..model import AdaptedModel, build_model
-from .checkpoint import CHECKPOINT_FILE, config_fingerprint, load_checkpoint, save_checkpoint
-from .device import autocast_factory, resolve_device, seed_everything
+from .cache import CachedTail, cache_start, cached_features
+from .checkpoint import CHECKPOINT_FILE, config_fingerprint, save_checkpoint
+from .compile import maybe_compile
+from .device import autocast_factory, seed_everything
+from .distributed import (
+    barrier,
+    init_distributed,
+    load_checkpoint_everywhere,
+    make_train_loader,
+    order_epoch,
+    per_rank_batch,
+    reduce_eval,
+    shard,
+    wrap_ddp,
+)
+from .loop import train_epoch
 from .metrics import JsonlLogger, evaluate
 from .optim import build_optimizer, build_scheduler, effective_lr
 
@@ -77,114 +89,76 @@ def prepare(cfg: RunConfig, data: TaskData | None = None) -> tuple[AdaptedModel,
     return model, data, pre
 
 
-def train_epoch(
-    model: nn.Module,
-    loader: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    *,
-    cfg: RunConfig,
-    device: torch.device,
-    autocast: Callable[[], Any],
-    scaler: torch.amp.GradScaler | None,
-    step: int,
-    total_steps: int,
-    desc: str,
-) -> tuple[dict[str, float], int]:
-    """One pass over ``loader`` with gradient accumulation; returns (metrics, global step)."""
-    model.train()
-    accum = cfg.train.grad_accum
-    loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
-    start = time.perf_counter()
-    bar = tqdm(loader, desc=desc, leave=False, disable=(not cfg.train.progress) or None)
-    optimizer.zero_grad(set_to_none=True)
-    for i, batch in enumerate(bar):
-        images, labels = batch
-        skipped += batch.skipped
-        if labels.numel() and step < total_steps:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with autocast():
-                logits = model(images)
-                loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=cfg.optim.label_smoothing)
-            (scaler.scale(loss / accum) if scaler else loss / accum).backward()
-            loss_sum += loss.item() * labels.numel()
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += labels.numel()
-        if (i + 1) % accum == 0 or i + 1 == len(loader):
-            if step < total_steps:
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                step += 1
-            optimizer.zero_grad(set_to_none=True)
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(
-            loss=f"{loss_sum / max(seen, 1):.3f}",
-            acc=f"{correct / max(seen, 1):.3f}",
-            img_s=f"{seen / max(elapsed, 1e-9):.0f}",
-        )
-    elapsed = time.perf_counter() - start
-    metrics = {
-        "loss": loss_sum / max(seen, 1),
-        "top1": correct / max(seen, 1),
-        "n": seen,
-        "skipped": skipped,
-        "seconds": elapsed,
-        "images_per_s": seen / max(elapsed, 1e-9),
-        "lr": scheduler.get_last_lr()[0],
-    }
-    return metrics, step
-
-
 def fit(cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook | None = None) -> TrainResult:
     """Train, validate, test and save a task artifact into ``cfg.out``; resumes from a checkpoint there.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank trains on its share of each global batch and only rank
+    0 prints and writes files; every rank returns the same result.
 
     Args:
         cfg: The run configuration.
         data: Pre-loaded data (default: resolved from ``cfg.data.spec``).
-        on_epoch_end: Called as ``hook(epoch, record)`` after each epoch's checkpoint is written.
+        on_epoch_end: Called on every rank as ``hook(epoch, record)`` after each epoch's checkpoint is written.
     """
     from ..tasks import save_task
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.train.device)
+    ctx, device = init_distributed(cfg.train.device, cfg.train.dist_backend, cfg.train.dist_timeout_min)
+    say = (lambda msg: print(msg, file=sys.stderr)) if ctx.is_main else (lambda msg: None)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     autocast, amp_dtype = autocast_factory(device, cfg.train.amp)
     model, data, pre = prepare(cfg, data)
     model.to(device).set_grad_checkpointing(cfg.train.grad_checkpointing)
-    skip = cfg.data.skip_bad_images
+    batch, skip = per_rank_batch(cfg.train.batch_size, ctx), cfg.data.skip_bad_images
     train_samples = subsample(data.split(cfg.data.train_split), cfg.data.train_fraction, cfg.train.seed)
     train_ds = ImageDataset(train_samples, build_transform(pre, train=True), skip)
     eval_tf = build_transform(pre, train=False)
-    train_loader = make_loader(train_ds, cfg.train.batch_size, shuffle=True, num_workers=cfg.data.num_workers)
-
-    def eval_loader(split: str) -> Any:
-        ds = ImageDataset(data.split(split), eval_tf, skip)
-        return make_loader(ds, cfg.train.batch_size, shuffle=False, num_workers=cfg.data.num_workers)
-
     summary = describe_run(model, data, cfg, len(train_ds))
-    print(
+    say(
         f"vptune: {cfg.method.name} on {cfg.model.name}, {data.num_classes} classes, {len(train_ds)} train images; "
         f"trainable {summary['trainable_params']:,} of {summary['backbone_params']:,} backbone params "
         f"({summary['trainable_percent']:.3f}%), artifact ~{summary['artifact_tensor_bytes'] / 1e6:.2f} MB, "
-        f"device {device}{f', amp {amp_dtype}' if amp_dtype else ''}",
-        file=sys.stderr,
+        f"device {device}{f', amp {amp_dtype}' if amp_dtype else ''}"
+        + (f", {ctx.world_size} processes x {batch} images" if ctx.enabled else "")
     )
-    if not (out / CHECKPOINT_FILE).is_file():  # data-dependent init (class prototypes, ...) on a fresh run
+    fingerprint = config_fingerprint(cfg.to_dict())
+    state = load_checkpoint_everywhere(out, fingerprint, ctx)
+    if state is None:  # data-dependent init (class prototypes, ...) on a fresh run
         init_ds = ImageDataset(train_samples, eval_tf, skip)
         model.method.initialize(model, make_loader(init_ds, cfg.train.batch_size, shuffle=False), device)
+
+    seed_base, workers = cfg.train.seed * 100_003, cfg.data.num_workers
+    cache_args = {"pre": pre, "device": device, "batch_size": batch, "autocast": autocast, "verbose": ctx.is_main}
+    cache_args.update(max_gb=cfg.train.feature_cache_max_gb, num_workers=workers)
+    start = cache_start(model) if cfg.train.feature_cache and pre["augment"] == "none" else None
+    train_set = cached_features(model, train_ds, start, **cache_args) if start else None
+    start = start if train_set is not None else None
+    core: nn.Module = CachedTail(model, start) if start else model  # the module the loop feeds
+    empty = torch.zeros(0, *(train_set.features.shape[1:] if train_set is not None else (3, *pre["input_size"])))
+    train_loader = make_train_loader(
+        train_ds if train_set is None else train_set, cfg.train.batch_size, ctx, seed_base, cfg.data.num_workers
+    )
+    example = torch.zeros(1, *empty.shape[1:], device=device)
+    runner = maybe_compile(wrap_ddp(core, ctx, device, example), cfg.train.compile, ctx.is_main)
+    eval_runner = runner if not ctx.enabled else maybe_compile(core, cfg.train.compile, False)
+
+    def run_eval(split: str, desc: str) -> dict[str, Any]:
+        ds = ImageDataset(data.split(split), eval_tf, skip)
+        feats = cached_features(model, ds, start, **cache_args) if start and split != test_split else None
+        loader = make_loader(shard(ds if feats is None else feats, ctx), batch, shuffle=False, num_workers=workers)
+        module = eval_runner if feats is not None or not start else model
+        return reduce_eval(
+            evaluate(module, loader, device, autocast, desc, cfg.train.progress and ctx.is_main), ctx, device
+        )
+
     optimizer = build_optimizer(model, cfg.optim, cfg.train.batch_size * cfg.train.grad_accum)
     _, total_steps, epochs, warmup = plan_steps(cfg, len(train_loader))
     scheduler = build_scheduler(optimizer, warmup, total_steps)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    logger = JsonlLogger(out / "metrics.jsonl")
-    fingerprint = config_fingerprint(cfg.to_dict())
+    logger = JsonlLogger(out / "metrics.jsonl" if ctx.is_main else None)
 
     start_epoch, step, history = 0, 0, []
-    state = load_checkpoint(out, fingerprint)
     if state is not None:
         model.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -193,13 +167,14 @@ def fit(cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
-        print(f"vptune: resuming from {out / CHECKPOINT_FILE} after epoch {start_epoch}/{epochs}", file=sys.stderr)
+        say(f"vptune: resuming from {out / CHECKPOINT_FILE} after epoch {start_epoch}/{epochs}")
 
     val_split = cfg.data.val_split if cfg.data.val_split in data.splits else None
+    test_split = cfg.data.test_split if cfg.data.test_split in data.splits else None
     for epoch in range(start_epoch, epochs):
-        train_loader.generator.manual_seed(cfg.train.seed * 100_003 + epoch)  # data order depends on epoch only
+        order_epoch(train_loader, seed_base, epoch)  # data order depends on epoch only
         train_metrics, step = train_epoch(
-            model,
+            runner,
             train_loader,
             optimizer,
             scheduler,
@@ -210,62 +185,61 @@ def fit(cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook
             step=step,
             total_steps=total_steps,
             desc=f"epoch {epoch + 1}/{epochs}",
+            ctx=ctx,
+            empty=empty,
         )
         record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train": train_metrics}
         last = epoch + 1 == epochs
         every = cfg.train.val_every
         if val_split and (last or (every and (epoch + 1) % every == 0)):
-            record["val"] = evaluate(model, eval_loader(val_split), device, autocast, "val", cfg.train.progress)
+            record["val"] = run_eval(val_split, "val")
         history.append(record)
         logger.log(**record)
         val_txt = f", val top1 {record['val']['top1']:.4f}" if "val" in record else ""
-        print(
+        say(
             f"epoch {epoch + 1}/{epochs}: loss {train_metrics['loss']:.4f}, train top1 "
-            f"{train_metrics['top1']:.4f}{val_txt}, {train_metrics['images_per_s']:.0f} img/s",
-            file=sys.stderr,
+            f"{train_metrics['top1']:.4f}{val_txt}, {train_metrics['images_per_s']:.0f} img/s"
         )
-        save_checkpoint(
-            out,
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch,
-                "step": step,
-                "history": history,
-                "model": model.trainable_state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None,
-                "rng": torch.get_rng_state(),
-            },
-        )
+        if ctx.is_main:
+            save_checkpoint(
+                out,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "step": step,
+                    "history": history,
+                    "model": model.trainable_state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler else None,
+                    "rng": torch.get_rng_state(),
+                },
+            )
         if on_epoch_end:
             on_epoch_end(epoch, record)
 
     metrics: dict[str, Any] = {"epochs": epochs, "steps": step}
     if history and "val" in history[-1]:
         metrics["val_top1"] = history[-1]["val"]["top1"]
-    test_split = cfg.data.test_split if cfg.data.test_split in data.splits else None
     if test_split:
-        test = evaluate(model, eval_loader(test_split), device, autocast, "test", cfg.train.progress)
+        test = run_eval(test_split, "test")
         metrics.update({"test_top1": test["top1"], "test_loss": test["loss"], "test_n": test["n"]})
         if "top5" in test:
             metrics["test_top5"] = test["top5"]
         logger.log(split="test", **test)
     metrics["train_seconds"] = sum(h["train"]["seconds"] for h in history)
     metrics["skipped_images"] = sum(h["train"]["skipped"] for h in history)
-    source = {
-        "pretrained": cfg.model.pretrained,
-        "weights": cfg.model.weights,
-        "img_size": cfg.model.img_size,
-    }
-    save_task(
-        out,
-        model,
-        classes=data.classes,
-        preprocessing=pre,
-        backbone_source=source,
-        metrics=metrics,
-        train_config=cfg.to_dict(),
-    )
-    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    if ctx.is_main:
+        source = {"pretrained": cfg.model.pretrained, "weights": cfg.model.weights, "img_size": cfg.model.img_size}
+        save_task(
+            out,
+            model,
+            classes=data.classes,
+            preprocessing=pre,
+            backbone_source=source,
+            metrics=metrics,
+            train_config=cfg.to_dict(),
+        )
+        (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    barrier(ctx)
     return TrainResult(model=model, metrics=metrics, history=history, out_dir=out, summary=summary)

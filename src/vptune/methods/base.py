@@ -61,6 +61,16 @@ class Method(nn.Module):
         """Number of prompt tokens that sit after the prefix tokens in the final sequence."""
         return 0
 
+    def frozen_prefix_blocks(self) -> int | None:
+        """How many leading Transformer blocks compute a fixed function of the image (for feature caching).
+
+        Return k when nothing trainable acts in the embedding or the first k blocks and they stay in eval mode;
+        the trainer may then compute their output once per image and reuse it across epochs (when the data
+        is not augmented). Return the depth when the whole backbone, final norm and pooling are frozen (only
+        the head trains). Default None: no caching (prompts, adapters, ... act from the first block).
+        """
+        return None
+
     def attach(self, backbone: nn.Module) -> None:
         """Make backbone parameters trainable or wrap backbone modules (default: leave it frozen)."""
 

@@ -14,3 +14,7 @@ class Linear(Method):
     name = "linear"
     summary = "Linear: head only, backbone frozen"
     config_cls = LinearConfig
+
+    def frozen_prefix_blocks(self) -> int:
+        """Everything up to the head is frozen: features are cached per image when there is no augmentation."""
+        return self.info.depth

@@ -64,6 +64,10 @@ class Mlp(Method):
     config_cls = MlpConfig
     config: MlpConfig
 
+    def frozen_prefix_blocks(self) -> int:
+        """Only the head trains: pooled features are cached per image when there is no augmentation."""
+        return self.info.depth
+
     def build_head(self, dim: int, num_classes: int) -> nn.Module:
         cfg = self.config
         return MlpHead(

@@ -49,6 +49,10 @@ class Partial(Method):
     config_cls = PartialConfig
     config: PartialConfig
 
+    def frozen_prefix_blocks(self) -> int:
+        """The first depth - k blocks are frozen: their output is cached per image (no augmentation)."""
+        return self.info.depth - self.config.k
+
     def attach(self, backbone: nn.Module) -> None:
         blocks = list(backbone.blocks)[-self.config.k :]
         for module in [*blocks, *final_norms(backbone)]:

@@ -1,0 +1,119 @@
+"""``vptune tune``: hyper-parameter search on Optuna (see :mod:`vptune.tune`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+TUNE_FLAGS = {
+    "model": "model.name",
+    "weights": "model.weights",
+    "img_size": "model.img_size",
+    "data": "data.spec",
+    "method": "method.name",
+    "prompt_length": "method.prompt_length",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "optimizer": "optim.optimizer",
+    "seed": "train.seed",
+    "device": "train.device",
+}
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+def _lengths(text: str) -> list[int]:
+    from .tune import PAPER_PROMPT_LENGTHS
+
+    if text == "paper":
+        return list(PAPER_PROMPT_LENGTHS)
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'paper' or comma-separated integers, got '{text}'") from None
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .config import build_config
+    from .errors import VptuneError
+    from .tune import TuneOptions, tune
+
+    flags: dict[str, Any] = {key: getattr(args, name) for name, key in TUNE_FLAGS.items()}
+    if args.no_pretrained:
+        flags["model.pretrained"] = False
+    if args.json or args.no_progress:
+        flags["train.progress"] = False
+    flags["out"] = args.out
+    cfg = build_config(args.config, flags, args.set)
+    if not cfg.data.spec:
+        raise VptuneError("no data given: pass --data SPEC (e.g. vtab1k:ROOT/TASK, offline:digits)")
+    opts = TuneOptions(
+        grid=args.grid,
+        lrs=args.lrs,
+        weight_decays=args.wds,
+        prompt_lengths=args.prompt_lengths,
+        sampler=args.sampler,
+        prune=args.prune,
+        storage=args.storage,
+        study_name=args.study_name,
+        trials=args.trials,
+        progress=not args.json,
+    )
+    best = tune(cfg, args.out, opts)
+    if args.json:
+        print(json.dumps({k: v for k, v in best.items() if k != "all_trials"}, indent=2))
+    else:
+        o = best["optim"]
+        extra = "".join(f", {k} {v}" for k, v in best["method_options"].items() if k == "prompt_length")
+        print(
+            f"best of {best['trials']} trials: lr {o['lr']:g}{' (scaled)' if o['scale_lr'] else ''}, weight decay "
+            f"{o['weight_decay']:g}{extra}: val top1 {best['val_top1']:.4f}; wrote {args.out}/best.json",
+            file=sys.stdout,
+        )
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``vptune tune`` on the main parser."""
+    p = sub.add_parser(
+        "tune",
+        help="lr x weight-decay (x prompt length) search on Optuna; writes OUT/best.json",
+        description="Each trial trains on data.train_split (train800 for VTAB-1k) and scores val top-1 at the last "
+        "epoch on data.val_split (val200). Re-running resumes; several machines can share one --storage.",
+    )
+    p.add_argument("--model", help="timm model name")
+    p.add_argument("--weights", help="local backbone weights file")
+    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (tests)")
+    p.add_argument("--data", help="data spec, e.g. vtab1k:ROOT/TASK")
+    p.add_argument("--method", help="adaptation method (see `vptune methods`)")
+    p.add_argument("--prompt-length", type=int, help="fixed prompt length (when not searched)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["sgd", "adamw"], help="picks the grid's learning rates")
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--grid", choices=["paper", "small"], default="paper", help="paper: 10x4 (SGD) / 4x4 (AdamW)")
+    p.add_argument("--lrs", type=_floats, help="comma-separated learning rates instead of the grid's")
+    p.add_argument("--wds", type=_floats, help="comma-separated weight decays instead of the grid's")
+    p.add_argument(
+        "--prompt-lengths", type=_lengths, help="also search prompt length: comma-separated, or 'paper' (1..200)"
+    )
+    p.add_argument("--sampler", choices=["grid", "tpe"], default="grid", help="tpe needs --trials")
+    p.add_argument("--prune", action="store_true", help="successive-halving pruning on per-epoch val top-1")
+    p.add_argument("--storage", help="Optuna database URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--study-name", help="default: TASK-METHOD")
+    p.add_argument("--trials", type=int, help="start at most N trials now (default: every remaining grid point)")
+    p.add_argument("--config", help="YAML file with model:, data:, method:, optim:, train: sections")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, repeatable")
+    p.add_argument("--out", required=True, help="folder for study.db, trials/ and best.json")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print best.json (without the trial list)")
+    p.set_defaults(func=cmd_tune)

@@ -1,0 +1,96 @@
+"""The inner training loop: one epoch of micro-batches with accumulation, AMP and (under torchrun) DDP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..config import RunConfig
+from .distributed import SINGLE, DistContext, all_reduce_sum, no_sync
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    cfg: RunConfig,
+    device: torch.device,
+    autocast: Callable[[], Any],
+    scaler: torch.amp.GradScaler | None,
+    step: int,
+    total_steps: int,
+    desc: str,
+    ctx: DistContext = SINGLE,
+    empty: torch.Tensor | None = None,
+) -> tuple[dict[str, float], int]:
+    """One pass over ``loader`` with gradient accumulation; returns (metrics summed over ranks, global step).
+
+    Under torchrun every rank runs every micro-batch (an empty share runs ``empty``, a zero-image input) and
+    its summed loss is weighted by world size / global batch count, so DDP's gradient average equals the
+    one-process gradient of the global batch mean.
+    """
+    model.train()
+    accum = cfg.train.grad_accum
+    smoothing = cfg.optim.label_smoothing
+    loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=desc, leave=False, disable=(not (cfg.train.progress and ctx.is_main)) or None)
+    optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(bar):
+        images, labels = batch
+        skipped += batch.skipped
+        boundary = (i + 1) % accum == 0 or i + 1 == len(loader)
+        if step < total_steps and (labels.numel() or ctx.enabled):
+            if ctx.enabled and not labels.numel() and empty is not None:
+                images = empty
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            weight = ctx.world_size / max(all_reduce_sum([labels.numel()], ctx, device)[0], 1) if ctx.enabled else 0
+            with no_sync(model, not boundary):  # DDP: all-reduce gradients on the last micro-batch only
+                with autocast():
+                    logits = model(images)
+                    if ctx.enabled:
+                        total = nn.functional.cross_entropy(
+                            logits.float(), labels, reduction="sum", label_smoothing=smoothing
+                        )
+                        loss = total * weight
+                    else:
+                        loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+                (scaler.scale(loss / accum) if scaler else loss / accum).backward()
+            loss_sum += total.item() if ctx.enabled else loss.item() * labels.numel()
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += labels.numel()
+        if boundary:
+            if step < total_steps:
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                step += 1
+            optimizer.zero_grad(set_to_none=True)
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(
+            loss=f"{loss_sum / max(seen, 1):.3f}",
+            acc=f"{correct / max(seen, 1):.3f}",
+            img_s=f"{seen / max(elapsed, 1e-9):.0f}",
+        )
+    elapsed = time.perf_counter() - start
+    loss_sum, correct, seen, skipped = all_reduce_sum([loss_sum, correct, seen, skipped], ctx, device)
+    metrics = {
+        "loss": loss_sum / max(seen, 1),
+        "top1": correct / max(seen, 1),
+        "n": int(seen),
+        "skipped": int(skipped),
+        "seconds": elapsed,
+        "images_per_s": seen / max(elapsed, 1e-9),
+        "lr": scheduler.get_last_lr()[0],
+    }
+    return metrics, step
