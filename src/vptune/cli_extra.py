@@ -7,8 +7,12 @@ import json
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .pretrain import PretrainRecipe, pretrain
+    from .pretrain import PretrainRecipe, pretrain, refresh_probe
 
+    if args.probe_only:
+        card = refresh_probe(args.out)
+        print(json.dumps(card["linear_probe"], indent=2))
+        return 0
     fields = {k: getattr(args, k) for k in ("steps", "num_classes", "per_class", "seed", "lr", "batch_size")}
     recipe = PretrainRecipe(**{k: v for k, v in fields.items() if v is not None})
     card = pretrain(recipe, args.out, progress=not args.no_progress)
@@ -79,6 +83,7 @@ def add_extra_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--probe-only", action="store_true", help="only re-run the linear-probe check on DIR's weights")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("serve", help="serve task artifacts over HTTP, many tasks on one backbone")

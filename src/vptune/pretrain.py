@@ -142,6 +142,20 @@ def pretrain(recipe: PretrainRecipe, out_dir: str | Path, *, progress: bool = Tr
     return card
 
 
+def refresh_probe(out_dir: str | Path) -> dict[str, Any]:
+    """Re-run the linear-probe transfer check on the weights in ``out_dir`` and rewrite its model card.
+
+    For when the offline tasks change: the weights and the rest of the card stay as they are.
+    """
+    out = Path(out_dir)
+    card = json.loads((out / "MODEL_CARD.json").read_text())
+    shipped = create_vit(card["model"], weights=out / card["weights_file"])
+    card["linear_probe"] = probe_offline_tasks(shipped, create_vit(card["model"], pretrained=False))
+    write_json(out / "MODEL_CARD.json", card)
+    atomic_write(out / "MODEL_CARD.md", lambda tmp: Path(tmp).write_text(render_card(card)))
+    return card
+
+
 def render_card(card: dict[str, Any]) -> str:
     """The model card as Markdown."""
     r = card["recipe"]
