@@ -22,5 +22,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
+bench-quick: $(STAMP)
+	$(VENV)/bin/vptune bench offline-quick --out runs/bench-quick
+
 clean:
 	rm -rf $(VENV) runs

@@ -55,7 +55,7 @@ def load_data(spec: str, **options: Any) -> TaskData:
 
     Options (all optional): ``val_fraction`` (float), ``seed`` (int) for sources that carve a val split.
     """
-    from . import csv_source, folder, offline_source  # noqa: F401  (register sources)
+    from . import csv_source, fgvc, folder, offline_source, vtab  # noqa: F401  (register sources)
 
     if ":" not in spec:
         raise ConfigError(f"data.spec: '{spec}' has no source prefix; use one of {', '.join(p + ':' for p in SOURCES)}")

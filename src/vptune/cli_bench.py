@@ -1,0 +1,112 @@
+"""``vptune bench``, ``vptune report`` and ``vptune visualize``: thin wrappers over :mod:`vptune.bench`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import build_plan, load_suite, run_suite, write_report
+
+    suite = load_suite(args.suite, args.set, data_root=args.data_root)
+    tasks, methods = _names(args.tasks), _names(args.methods)
+    if args.dry_run:
+        plan = build_plan(suite, args.out, tasks, methods)
+        if args.json:
+            print(json.dumps(plan, indent=2))
+        else:
+            print(f"suite {plan['suite']} ({plan['benchmark']}), protocol {plan['protocol_description']}")
+            for t in plan["tasks"]:
+                print(f"  task {t['name']:<22} {t['group']:<12} {t['num_classes'] or '?':>4} classes  {t['spec']}")
+            for m in plan["methods"]:
+                grid = m["grid"]
+                print(f"  method {m['name']:<20} {m['optimizer']:<6} {len(grid['lr'])} lr x {len(grid['wd'])} wd")
+            print("runs: " + ", ".join(f"{k} {v}" for k, v in plan["counts"].items()))
+        return 0
+    summary = run_suite(suite, args.out, tasks=tasks, methods=methods, progress=not args.no_progress)
+    if not args.no_report:
+        rep = write_report(args.out)
+        summary["report"] = rep["files"]
+    print(
+        json.dumps(summary, indent=2)
+        if args.json
+        else f"trained {summary['trained']}, skipped {summary['skipped']} "
+        f"(already done) of {summary['total']} runs in {args.out}"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .bench import write_report
+
+    rep = write_report(args.dir, args.out)
+    if args.json:
+        print(json.dumps({k: v for k, v in rep.items() if not k.startswith("_")}, indent=2, default=str))
+    else:
+        print(Path(rep["files"][0]).read_text())
+        print("wrote " + ", ".join(rep["files"]), file=sys.stderr)
+    return 0
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from .bench.visualize import visualize_task
+
+    res = visualize_task(
+        args.dir,
+        args.data,
+        split=args.split,
+        out=args.out,
+        max_images=args.max_images,
+        device=args.device,
+        seed=args.seed,
+    )
+    print(
+        json.dumps(res, indent=2) if args.json else f"wrote {res['out']} ({res['n']} images, {res['classes']} classes)"
+    )
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``bench``, ``report`` and ``visualize`` on ``vptune``'s subparsers."""
+    p = sub.add_parser("bench", help="run a benchmark suite with the paper's protocol (resumable)")
+    p.add_argument("suite", help="shipped suite (vtab1k, fgvc, offline, offline-quick) or a suite YAML file")
+    p.add_argument("--out", required=True, help="output folder: runs/, result JSONs, report")
+    p.add_argument("--data-root", help="ROOT of the vtab1k / fgvc tree (vtab1k:ROOT/TASK, fgvc:ROOT/NAME)")
+    p.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
+    p.add_argument("--methods", help="comma-separated subset of the suite's method labels")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a suite field, e.g. --set epochs=5 --set seeds=[0,1]; repeatable",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, tasks, class counts); train nothing")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="report.md + report.csv + plots from a bench folder's result JSONs")
+    p.add_argument("dir", help="the bench output folder")
+    p.add_argument("--out", help="write the report here (default: DIR)")
+    p.add_argument("--json", action="store_true", help="print the report data as JSON")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("visualize", help="t-SNE of final features: frozen backbone vs a task artifact (PNG)")
+    p.add_argument("dir", help="task folder (e.g. OUT/runs/TASK/METHOD/final/LR_WD_SEED)")
+    p.add_argument("--data", required=True, help="data spec of the task, e.g. vtab1k:ROOT/dtd or offline:digits")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", help="PNG file (default: DIR/tsne_SPLIT.png)")
+    p.add_argument("--max-images", type=int, default=1000, help="seeded subset of the split when larger")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_visualize)
