@@ -101,7 +101,7 @@ def add_extra_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="adapt the bundled micro ViT to offline tasks with four methods (offline)")
     p.add_argument("--out", default="runs/demo", help="output folder (re-running skips finished runs)")
-    p.add_argument("--tasks", help="comma-separated offline tasks (default: digits,cells,dsprites_location)")
+    p.add_argument("--tasks", help="comma-separated offline tasks (default: digits,dsprites_location)")
     p.add_argument("--methods", help="comma-separated subset of linear,full,vpt-shallow,vpt-deep")
     p.add_argument("--epochs", type=int, default=6, help="epochs per run")
     p.add_argument("--model", default="vptune_micro_vit", help="backbone (default: the bundled micro ViT)")

@@ -90,7 +90,6 @@ def pretrain(recipe: PretrainRecipe, out_dir: str | Path, *, progress: bool = Tr
             "model.pretrained": False,
             "data.spec": "fractals",
             "data.normalize": "imagenet",
-            "data.test_split": None,
             "method.name": "full",
             "method.head_init": "small",
             "optim.optimizer": "adamw",
