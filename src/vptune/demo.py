@@ -157,8 +157,8 @@ def render_report(report: dict[str, Any]) -> str:
                     {
                         **r,
                         "trainable_percent_txt": f"{r['trainable_percent']:.2f}%",
-                        "artifact_kb": round(r["artifact_bytes"] / 1024, 1),
-                        "train_s": round(r["train_seconds"] or 0.0, 1),
+                        "artifact_kb": f"{r['artifact_bytes'] / 1024:.1f}",
+                        "train_s": f"{r['train_seconds'] or 0.0:.1f}",
                     }
                 )
         lines += [f"## offline:{task}", "", markdown_table(rows, COLUMNS), ""]
