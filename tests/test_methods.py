@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_model
 from cases_core import CORE_CASES
+from conftest import tiny_model
 
 from vptune.tasks import load_task, save_task
 
