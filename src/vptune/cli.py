@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from . import __version__
 from .errors import VptuneError
-
-Handler = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, Handler] = {}
 
 # CLI flag -> dotted config key (every flag is also settable from YAML or --set KEY=VALUE)
 TRAIN_FLAGS = {

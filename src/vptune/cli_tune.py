@@ -7,19 +7,10 @@ import json
 import sys
 from typing import Any
 
-TUNE_FLAGS = {
-    "model": "model.name",
-    "weights": "model.weights",
-    "img_size": "model.img_size",
-    "data": "data.spec",
-    "method": "method.name",
-    "prompt_length": "method.prompt_length",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "optimizer": "optim.optimizer",
-    "seed": "train.seed",
-    "device": "train.device",
-}
+from .cli import TRAIN_FLAGS
+
+# the train command's flags, less those the search itself sets (lr, wd) or names differently (out)
+TUNE_FLAGS = {k: v for k, v in TRAIN_FLAGS.items() if k not in ("lr", "wd", "out")}
 
 
 def _floats(text: str) -> list[float]:
