@@ -25,8 +25,8 @@ TASK_NAMES = [t.name for t in list_offline_tasks()]
 EXPECTED_SHA256 = {
     "digits": "ff60c44cb2a32284ee729df95832f6f489f1e712d05c152f87a4dee4e4251025",
     "textures": "acc2057204fa5537a6bcca3533bbffb083d091285176116a3949115d2bb8c9c4",
-    "cells": "1fc5ba7c5be702981f8d20cce30929f432bce583cea44549e6b8383daf94b667",
-    "landcover": "e4263b33304a8840b5522eba4bd3a44dc664552f934ede94677b4209cfbf1b9a",
+    "cells": "30e1f721724bf2c468761997c3e2a8118a766a9e9709ae6b9d7f21d954508df3",
+    "landcover": "09c477b41c4b21996e8742f61a6a57cae0c08587c2188443511ac8114fbbb448",
     "dsprites_location": "29c58f7f1eab8b0cc54e0b80e587c523e30cd7b666759e7890d6f05afb50e216",
     "dsprites_orientation": "a7dba3d0eedf3e676e9eac6efdeff693143d8b63035837f9768fc26fdb0143b5",
     "clevr_count": "4df16cf6cf7d4e097adfccc42e712b81854c2dd9b411d357f27a236fe8856f03",

@@ -1,9 +1,12 @@
 """``landcover``: EuroSAT-like synthetic aerial patches; the land-cover type is the label.
 
-Each class has a base palette (jittered per image) and its own structure: smooth water, high-frequency
-canopy, smooth meadow, striped crop rows, a street grid with houses, large flat roofs, a straight grey road,
-or a winding river. All classes get per-image brightness / haze changes and pixel noise. Rendered at 2x and
-box-downsampled.
+The classes share one colour distribution: every image draws a ground colour, a feature colour (one dark, one
+light, in random order) and an accent colour from the same earth-tone palette (hues from orange-brown through
+green to blue), whatever its class, and gets a strong per-channel colour jitter, gain and haze on top. Colour
+and brightness statistics therefore carry (almost) no label information; the class is the spatial structure:
+a nearly uniform water surface, a fine clumpy canopy, large soft meadow patches, parallel crop rows, a street
+grid with houses, a few large flat roofs, one straight road with verges, or one winding river. Rendered at 2x
+and box-downsampled, at a random rotation.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vptune.data.offline._draw import chunks, downsample, pixel_grid, smooth_noise, to_uint8
+from vptune.data.offline._draw import chunks, downsample, hsv_to_rgb, pixel_grid, smooth_noise, to_uint8
 
 CLASSES: tuple[str, ...] = (
     "sea_lake",
@@ -25,21 +28,11 @@ CLASSES: tuple[str, ...] = (
     "river",
 )
 _SS = 2  # supersampling factor
-_WATER = np.array([0.10, 0.22, 0.33])
-_FOREST = np.array([0.12, 0.28, 0.12])
-_GRASS = np.array([0.42, 0.55, 0.28])
-_SOIL = np.array([0.50, 0.40, 0.28])
-_ROAD = np.array([0.55, 0.55, 0.55])
 _Field = Callable[[dict[str, np.ndarray], np.random.Generator, int], np.ndarray]
 
 
-def _col(base: np.ndarray, jitter: np.ndarray) -> np.ndarray:
-    """Per-image palette colour: (3,) base + (m, 3) jitter -> (m, 1, 1, 3)."""
-    return np.clip(base[None, :] + jitter, 0.0, 1.0)[:, None, None, :]
-
-
 def _mix(c0: np.ndarray, c1: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per-pixel mix of two (m, 1, 1, 3) colours with a (m, H, W) weight."""
+    """Per-pixel mix of two (m, 1, 1, 3) colours (or colour fields) with a (m, H, W) weight."""
     return c0 + (c1 - c0) * t[..., None]
 
 
@@ -47,43 +40,39 @@ def _frac(x: np.ndarray) -> np.ndarray:
     return x - np.floor(x)
 
 
-def _vegetation(p: dict[str, np.ndarray], rng: np.random.Generator, size: int) -> np.ndarray:
-    """Meadow with darker and drier patches: (m, size, size, 3)."""
+def _ground(p: dict[str, np.ndarray], rng: np.random.Generator, size: int) -> np.ndarray:
+    """Ground colour with a soft low-frequency variation (x0.9-1.1): (m, size, size, 3)."""
     m = p["a"].shape[0]
-    patches = smooth_noise(rng, m, size, 3)
-    base = _mix(_col(_GRASS, p["jit"]), _col(_FOREST, p["jit"]), np.clip(patches - 0.35, 0.0, 1.0))
-    return base * (0.9 + 0.2 * smooth_noise(rng, m, size, 10))[..., None]
+    return p["c0"] * (0.9 + 0.2 * smooth_noise(rng, m, size, 4))[..., None]
 
 
 def _sea_lake(p, rng, size):
     m = p["a"].shape[0]
-    water = _col(_WATER, p["jit"] * 0.5) * (0.94 + 0.08 * smooth_noise(rng, m, size, 6))[..., None]
-    shore = (p["u"] > 0.12 + 0.25 * p["b"]) & (p["c"] < 0.4)  # 40 % of patches show a strip of shore
-    return _mix(water, _vegetation(p, rng, size), shore.astype(np.float64))
+    water = p["c0"] * (0.96 + 0.08 * smooth_noise(rng, m, size, 3))[..., None]
+    wobble = 0.05 * (smooth_noise(rng, m, size, 3) - 0.5)
+    shore = (p["u"] + wobble > 0.15 + 0.25 * p["b"]) & (p["c"] < 0.4)  # 40 % of patches show a strip of shore
+    return np.where(shore[..., None], _ground({**p, "c0": p["c1"]}, rng, size), water)
 
 
 def _forest(p, rng, size):
     m = p["a"].shape[0]
-    canopy = smooth_noise(rng, m, size, 14) * 0.7 + smooth_noise(rng, m, size, 4) * 0.3
-    return _col(_FOREST, p["jit"]) * (0.65 + 0.7 * canopy)[..., None]
+    canopy = smooth_noise(rng, m, size, 14) * 0.7 + smooth_noise(rng, m, size, 5) * 0.3
+    return _mix(p["c0"], p["c1"], np.clip((canopy - 0.5) * (2.0 + 2.0 * p["a"]) + 0.5, 0.0, 1.0))
 
 
 def _pasture(p, rng, size):
     m = p["a"].shape[0]
-    dry = np.clip(smooth_noise(rng, m, size, 3) - 0.5, 0.0, 1.0) * 1.2
-    return (
-        _mix(_col(_GRASS, p["jit"]), _col(_SOIL, p["jit"]), dry)
-        * (0.95 + 0.1 * smooth_noise(rng, m, size, 8))[..., None]
-    )
+    patches = np.clip((smooth_noise(rng, m, size, 3) - 0.35 - 0.3 * p["a"]) * 4.0, 0.0, 1.0)
+    return _mix(_ground(p, rng, size), p["c1"], patches)
 
 
 def _annual_crop(p, rng, size):
-    freq = 6.0 + 5.0 * p["a"]  # rows per canvas side
-    second = p["v"] > 0.2 * (p["b"] - 0.5)  # two fields split by a line, rows at right angles
+    freq = 5.0 + 5.0 * p["a"]  # rows per canvas side
+    second = p["v"] > 0.4 * (p["b"] - 0.5)  # two fields split by a line, rows at right angles
     coord = np.where(second, p["v"], p["u"])
-    rows = (_frac(freq * coord + p["b"]) < 0.5).astype(np.float64)
-    crop = np.where(second[..., None], _col(_SOIL, -p["jit"]), _col(_GRASS, p["jit"] * 1.5))
-    return _mix(crop, _col(_SOIL, p["jit"]) * 0.8, rows * 0.7)
+    rows = (_frac(freq * coord + p["b"]) < 0.35 + 0.3 * p["c"]).astype(np.float64)
+    field = np.where(second[..., None], p["c2"], p["c0"])
+    return _mix(field, p["c1"], rows)
 
 
 def _residential(p, rng, size):
@@ -93,43 +82,41 @@ def _residential(p, rng, size):
     fu, fv = _frac(gu) - 0.5, _frac(gv) - 0.5
     street = (np.abs(fu) > 0.4) | (np.abs(fv) > 0.4)
     house = (np.abs(fu) < 0.25) & (np.abs(fv) < 0.22)
-    # per-block roof colour from a small random table indexed by the block coordinates
-    table = rng.uniform(0.35, 0.75, (m, 8, 8, 3)) * np.array([1.0, 0.75, 0.65])
+    # per-block roof shade (x0.75-1.25 of the accent colour), from a small table indexed by the block coordinates
+    table = rng.uniform(0.75, 1.25, (m, 8, 8))
     iu, iv = np.floor(gu).astype(np.int64) % 8, np.floor(gv).astype(np.int64) % 8
-    roofs = table[np.arange(m)[:, None, None], iu, iv]  # (m, size, size, 3)
-    img = _vegetation(p, rng, size) * 0.9
-    img = np.where(house[..., None], roofs, img)
-    return np.where(street[..., None], _col(_ROAD, p["jit"] * 0.3) * 0.9, img)
+    roofs = p["c2"] * table[np.arange(m)[:, None, None], iu, iv][..., None]
+    img = np.where(house[..., None], roofs, _ground(p, rng, size))
+    return np.where(street[..., None], p["c1"], img)
 
 
 def _industrial(p, rng, size):
     m = p["a"].shape[0]
-    img = _col(_ROAD, p["jit"] * 0.3) * (0.75 + 0.15 * smooth_noise(rng, m, size, 5))[..., None]
-    for _ in range(4):  # large flat roofs, axis-aligned in the rotated frame
+    img = _ground(p, rng, size)
+    for j in range(4):  # large flat roofs, axis-aligned in the rotated frame
         cu, cv = rng.uniform(-0.4, 0.4, (2, m, 1, 1))
         hu, hv = rng.uniform(0.08, 0.22, (2, m, 1, 1))
-        shade = rng.uniform(0.6, 0.95, (m, 1, 1, 1)) * np.array([1.0, 1.0, 1.05])
         roof = (np.abs(p["u"] - cu) < hu) & (np.abs(p["v"] - cv) < hv)
-        img = np.where(roof[..., None], shade, img)
+        colour = (p["c1"] if j % 2 else p["c2"]) * rng.uniform(0.85, 1.15, (m, 1, 1, 1))
+        img = np.where(roof[..., None], colour, img)
     return img
 
 
 def _highway(p, rng, size):
-    img = _vegetation(p, rng, size)
+    img = _ground(p, rng, size)
     offset = 0.3 * (p["b"] - 0.5)
-    half = 0.035 + 0.03 * p["a"]
+    half = 0.035 + 0.035 * p["a"]
     road = np.abs(p["u"] - offset) < half
     verge = np.abs(p["u"] - offset) < half + 0.025
-    img = np.where(verge[..., None], _col(_SOIL, p["jit"]) * 1.1, img)
-    return np.where(road[..., None], _col(_ROAD, p["jit"] * 0.3), img)
+    img = np.where(verge[..., None], p["c2"], img)
+    return np.where(road[..., None], p["c1"], img)
 
 
 def _river(p, rng, size):
-    img = _vegetation(p, rng, size)
+    img = _ground(p, rng, size)
     centre = 0.25 * (p["b"] - 0.5) + (0.06 + 0.08 * p["a"]) * np.sin(2 * np.pi * (1.2 * p["v"] + p["c"]))
     half = 0.05 + 0.04 * p["c"]
-    water = np.abs(p["u"] - centre) < half
-    return np.where(water[..., None], _col(_WATER, p["jit"] * 0.5) * 1.1, img)
+    return np.where((np.abs(p["u"] - centre) < half)[..., None], p["c1"], img)
 
 
 _FIELDS: tuple[_Field, ...] = (
@@ -142,6 +129,11 @@ _FIELDS: tuple[_Field, ...] = (
     _highway,
     _river,
 )
+
+
+def _palette(rng: np.random.Generator, n: int, val: tuple[float, float]) -> np.ndarray:
+    """Earth-tone colours, the same distribution for every class: (n, 3)."""
+    return hsv_to_rgb(rng.uniform(0.02, 0.62, n), rng.uniform(0.1, 0.6, n), rng.uniform(val[0], val[1], n))
 
 
 def generate(n: int, rng: np.random.Generator, image_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -158,9 +150,12 @@ def generate(n: int, rng: np.random.Generator, image_size: int = 32) -> tuple[np
     labels = rng.integers(0, len(CLASSES), n).astype(np.int64)
     theta = rng.uniform(0.0, 2 * np.pi, n)
     abc = rng.random((3, n))
-    jitter = rng.uniform(-0.06, 0.06, (n, 3))
-    gain = rng.uniform(0.85, 1.15, n)
-    haze = rng.uniform(0.0, 0.12, n)
+    dark, light = _palette(rng, n, (0.15, 0.45)), _palette(rng, n, (0.5, 0.85))
+    swap = rng.random(n) < 0.5  # ground dark and features light, or the reverse
+    colours = np.stack([np.where(swap[:, None], light, dark), np.where(swap[:, None], dark, light)])
+    colours = np.concatenate([colours, _palette(rng, n, (0.15, 0.85))[None]])  # (3, n, 3): ground, feature, accent
+    gain = rng.uniform(0.8, 1.2, (n, 3)) * rng.uniform(0.85, 1.15, (n, 1))  # per-channel colour jitter, brightness
+    haze = rng.uniform(0.0, 0.15, n)
     size = image_size * _SS
     yy, xx = pixel_grid(size)
     out = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
@@ -174,8 +169,9 @@ def generate(n: int, rng: np.random.Generator, image_size: int = 32) -> tuple[np
                 p = {"a": abc[0, idx, None, None], "b": abc[1, idx, None, None], "c": abc[2, idx, None, None]}
                 p["u"] = (xx - 0.5) * c + (yy - 0.5) * s  # (k, size, size) rotated, centred coordinates
                 p["v"] = -(xx - 0.5) * s + (yy - 0.5) * c
-                p["jit"] = jitter[idx]
+                for j in range(3):
+                    p[f"c{j}"] = colours[j, idx][:, None, None, :]  # (k, 1, 1, 3)
                 img[idx - sl.start] = field(p, rng, size)
-        rgb = downsample(img, _SS) * gain[sl, None, None, None] + haze[sl, None, None, None]
+        rgb = downsample(img, _SS) * gain[sl, None, None, :] + haze[sl, None, None, None]
         out[sl] = to_uint8(rgb + rng.normal(0.0, 0.02, rgb.shape))
     return out, labels

@@ -84,8 +84,9 @@ _TASKS: tuple[OfflineTask, ...] = (
         classes=cells.CLASSES,
         image_size=IMAGE_SIZE,
         source="procedural, after PatchCamelyon (Veeling et al. 2018)",
-        description="Synthetic H&E patches of pink stroma with small purple nuclei and stain variation; "
-        "label 1 when a central cluster of large, dark, irregular nuclei is present.",
+        description="Synthetic H&E patches with stain, exposure and blur drawn from the same distributions for "
+        "both labels; label 1 when the central group of nuclei is a disordered clump of irregular, vesicular "
+        "nuclei rather than a regular ring.",
         max_test=1000,
         generate=cells.generate,
     ),
@@ -95,8 +96,8 @@ _TASKS: tuple[OfflineTask, ...] = (
         classes=landcover.CLASSES,
         image_size=IMAGE_SIZE,
         source="procedural, after EuroSAT (Helber et al. 2019)",
-        description="Synthetic aerial patches with class-specific palette and structure, random rotation, "
-        "colour jitter, haze and noise; the label is the land-cover type.",
+        description="Synthetic aerial patches whose colours come from one palette shared by all classes, with "
+        "strong colour jitter, haze and noise; the label is the spatial structure (land-cover type).",
         max_test=1000,
         generate=landcover.generate,
     ),
