@@ -76,7 +76,7 @@ def add_extra_commands(sub: argparse._SubParsersAction) -> None:
         module.add_commands(sub)
     p = sub.add_parser("pretrain", help="pre-train the micro ViT on generated fractals (offline)")
     p.add_argument("--out", required=True, help="folder for the weights and MODEL_CARD.{md,json}")
-    p.add_argument("--steps", type=int, help="optimiser steps (default 1200)")
+    p.add_argument("--steps", type=int, help="optimiser steps (default 1000, the bundled recipe)")
     p.add_argument("--num-classes", type=int, help="fractal classes (default 100)")
     p.add_argument("--per-class", type=int, help="images per class (default 100)")
     p.add_argument("--batch-size", type=int)

@@ -37,7 +37,7 @@ class PretrainRecipe(BaseModel):
     per_class: int = Field(100, ge=2, description="images per class (each with jittered IFS, colour, flip)")
     image_size: int = Field(32, ge=8)
     seed: int = 0
-    steps: int = Field(1200, ge=1, description="optimiser steps")
+    steps: int = Field(1000, ge=1, description="optimiser steps")
     batch_size: int = 128
     lr: float = 5e-4
     weight_decay: float = 0.05
