@@ -21,6 +21,8 @@ from vptune.tasks import read_task, save_task
 from vptune.tasks.artifact import attach_task
 from vptune.tasks.multitask import MultiTaskModel, UnknownTaskError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PRE = {"input_size": [32, 32], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear", "augment": "none"}
 SRC = {"pretrained": False, "weights": None, "img_size": None}
 # name -> (method, classes); the ISOLATED ones change backbone weights or compute: served per sub-batch each on its
@@ -100,15 +102,6 @@ def build_artifacts(root: Path, names: list[str] | None = None) -> dict[str, Pat
 def make_images(n: int, seed: int = 0) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     return [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(n)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than several on a busy machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from vptune.serve.app import create_app  # noqa: E402
 from vptune.serve.batcher import MicroBatcher, QueueFullError  # noqa: E402
 from vptune.tasks.multitask import MultiTaskModel  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LIMITS = {"max_image_bytes": 20_000, "max_pixels": 64 * 64, "max_body_bytes": 100_000}
 
 
@@ -26,15 +28,6 @@ def png(image: Image.Image | np.ndarray) -> bytes:
     buf = io.BytesIO()
     (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than several on a busy machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,19 @@ from .data.sources import Sample
 
 
 @torch.no_grad()
+def loader_features(
+    features: Callable[[torch.Tensor], torch.Tensor], loader: Iterable[Any], device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """(``features(images)`` stacked (N, D), labels (N,)) over a loader; batches left empty by skipped images
+    are passed over."""
+    feats, labels = [], []
+    for images, y in loader:
+        if y.numel():
+            feats.append(features(images.to(device)).float().cpu())
+            labels.append(y)
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+
+
 def extract_features(
     vit: nn.Module, samples: Sequence[Sample], pre: dict[str, Any], batch_size: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -23,11 +36,7 @@ def extract_features(
     vit.eval()
     loader = make_loader(ImageDataset(samples, build_transform(pre, train=False)), batch_size, shuffle=False)
     device = next(vit.parameters()).device
-    feats, labels = [], []
-    for images, y in loader:
-        feats.append(vit.forward_head(vit.forward_features(images.to(device)), pre_logits=True).float().cpu())
-        labels.append(y)
-    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+    return loader_features(lambda x: vit.forward_head(vit.forward_features(x), pre_logits=True), loader, device)
 
 
 def linear_probe(

@@ -16,16 +16,12 @@ import torch
 from ..engine.io import atomic_write
 
 
-@torch.no_grad()
 def extract_features(model: torch.nn.Module, loader: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """(features (n, D), labels (n,)) from ``model.forward_features`` over a loader."""
+    from ..probe import loader_features
+
     model.eval().to(device)
-    feats, labels = [], []
-    for images, y in loader:
-        if y.numel():
-            feats.append(model.forward_features(images.to(device)).float().cpu())
-            labels.append(y)
-    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+    return loader_features(model.forward_features, loader, device)
 
 
 def tsne_2d(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
