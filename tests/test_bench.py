@@ -57,6 +57,16 @@ def test_shipped_suites_load_with_paper_grids():
         load_suite("offline-quick", ["methods=[{name: vpt-deep, method: {prompt_lenght: 3}}]"])
 
 
+@pytest.mark.parametrize("name", shipped_suites())
+def test_every_shipped_suite_loads_and_plans(name):
+    suite = load_suite(name)
+    plan = build_plan(suite, "/tmp/never-written")
+    finals = len(suite.seeds) * len(suite.train_fractions)
+    per_task = sum(len(m.grid.lr) * len(m.grid.wd) + finals for m in suite.methods)
+    assert plan["counts"]["total"] == len(suite.tasks) * per_task
+    assert all(t["num_classes"] for t in plan["tasks"]) or suite.benchmark == "custom"
+
+
 def test_plan_expands_grid_seeds_phases_and_fractions(tmp_path):
     suite = tiny_suite(tmp_path, train_fractions=[0.5, 1.0])
     plan = build_plan(suite, tmp_path / "out")
