@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vptune.config import build_config
+from vptune.engine.device import flush_denormals
 from vptune.engine.optim import build_optimizer, warmup_cosine
 from vptune.engine.trainer import fit
 from vptune.errors import VptuneError
@@ -36,6 +37,26 @@ def test_warmup_then_cosine_per_iteration():
     assert [round(f(s), 3) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert f(4) == pytest.approx(1.0) and f(12) == pytest.approx(0.5) and f(20) == pytest.approx(0.0)
     assert all(f(s) >= f(s + 1) for s in range(4, 20))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_flush_denormals_only_inside_the_block(enabled):
+    tiny = torch.tensor([1e-30], dtype=torch.float32)
+    subnormal = (tiny * 1e-10).item()  # 1e-40 is subnormal in fp32
+    assert subnormal != 0.0
+    with flush_denormals(enabled):
+        inside = (tiny * 1e-10).item()
+    if torch.set_flush_denormal(False):  # False where the CPU cannot flush; then nothing is asserted
+        assert (inside == 0.0) is enabled
+    assert (tiny * 1e-10).item() == subnormal
+
+
+def test_fit_flushes_denormals_during_training_only(image_folder, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: seen.append(on) or True)
+    fit(run_config(image_folder, tmp_path / "on", **{"train.epochs": 1}))
+    fit(run_config(image_folder, tmp_path / "off", **{"train.epochs": 1, "train.flush_denormal": False}))
+    assert seen == [True, False]
 
 
 def test_no_weight_decay_on_biases_and_head_bias(image_folder, tmp_path):

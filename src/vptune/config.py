@@ -68,6 +68,11 @@ class TrainConfig(_Section):
         description="compute frozen features once and reuse them across epochs, for methods whose trainable part "
         "starts late (linear, ...) when data.augment is none",
     )
+    flush_denormal: bool = Field(
+        True,
+        description="flush subnormal floats to zero on CPU while training: unstable high-lr runs otherwise slow down "
+        "up to ~4x (benchmarks/denormals.py)",
+    )
     feature_cache_max_gb: float = Field(4.0, ge=0.0, description="skip the feature cache when it would be larger")
     dist_backend: Literal["auto", "nccl", "gloo"] = Field(
         "auto", description="torchrun process-group backend; auto: nccl on CUDA, gloo on CPU"

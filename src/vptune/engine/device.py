@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,3 +49,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def flush_denormals(enabled: bool = True) -> Iterator[None]:
+    """Flush subnormal floats to zero in CPU kernels while the block runs (restored afterwards).
+
+    Subnormals (|x| < 1.2e-38 in fp32) appear in softmax and its gradient when attention logits grow large, as in
+    the unstable runs at the top of a learning-rate grid, and take a slow path on x86 CPUs: such steps ran up to
+    4.4x slower (``benchmarks/denormals.py``, docs/performance.md). Flushing changes results only below 1.2e-38.
+    The flag is process-wide; it has no effect on CUDA kernels.
+    """
+    if not enabled:
+        yield
+        return
+    # torch exposes no getter for the flag; it is off by default, so restore "off" afterwards.
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)

@@ -19,7 +19,7 @@ from ..model import AdaptedModel, build_model
 from .cache import CachedTail, cache_start, cached_features
 from .checkpoint import CHECKPOINT_FILE, config_fingerprint, save_checkpoint
 from .compile import maybe_compile
-from .device import autocast_factory, seed_everything
+from .device import autocast_factory, flush_denormals, seed_everything
 from .distributed import (
     barrier,
     init_distributed,
@@ -100,6 +100,11 @@ def fit(cfg: RunConfig, *, data: TaskData | None = None, on_epoch_end: EpochHook
         data: Pre-loaded data (default: resolved from ``cfg.data.spec``).
         on_epoch_end: Called on every rank as ``hook(epoch, record)`` after each epoch's checkpoint is written.
     """
+    with flush_denormals(cfg.train.flush_denormal):
+        return _fit(cfg, data, on_epoch_end)
+
+
+def _fit(cfg: RunConfig, data: TaskData | None, on_epoch_end: EpochHook | None) -> TrainResult:
     from ..tasks import save_task
 
     out = Path(cfg.out)
