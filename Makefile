@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 bench-quick: $(STAMP)
-	$(VENV)/bin/vptune bench offline-quick --out runs/bench-quick
+	$(VENV)/bin/vptune bench offline-quick --out runs/bench-quick --no-progress
 
 clean:
 	rm -rf $(VENV) runs
