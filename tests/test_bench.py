@@ -67,6 +67,13 @@ def test_every_shipped_suite_loads_and_plans(name):
     assert all(t["num_classes"] for t in plan["tasks"]) or suite.benchmark == "custom"
 
 
+def test_bench_help_names_every_shipped_suite(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(name in help_text for name in shipped_suites())
+
+
 def test_plan_expands_grid_seeds_phases_and_fractions(tmp_path):
     suite = tiny_suite(tmp_path, train_fractions=[0.5, 1.0])
     plan = build_plan(suite, tmp_path / "out")

@@ -76,7 +76,11 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``bench``, ``report`` and ``visualize`` on ``vptune``'s subparsers."""
     p = sub.add_parser("bench", help="run a benchmark suite with the paper's protocol (resumable)")
-    p.add_argument("suite", help="shipped suite (vtab1k, fgvc, offline, offline-quick) or a suite YAML file")
+    p.add_argument(
+        "suite",
+        help="shipped suite (vtab1k, fgvc, offline, offline-quick, offline-prompt-length, offline-low-data) or a suite "
+        "YAML file",
+    )
     p.add_argument("--out", required=True, help="output folder: runs/, result JSONs, report")
     p.add_argument("--data-root", help="ROOT of the vtab1k / fgvc tree (vtab1k:ROOT/TASK, fgvc:ROOT/NAME)")
     p.add_argument("--tasks", help="comma-separated subset of the suite's tasks")

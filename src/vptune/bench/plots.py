@@ -97,32 +97,27 @@ def fraction_series(results: list[dict[str, Any]]) -> dict[str, list[tuple[float
     return out
 
 
+# (file, series builder, x label, title) of each line plot; a plot is written when its series is non-empty
+LINE_PLOTS = (
+    ("report_prompt_length.png", prompt_length_series, "prompt length p", "Accuracy vs prompt length"),
+    (
+        "report_data_fraction.png",
+        fraction_series,
+        "fraction of the final training split",
+        "Accuracy vs training-data size",
+    ),
+)
+
+
 def write_plots(out: Path, results: list[dict[str, Any]], methods: list[str], groups: list[str], gm: dict) -> list[str]:
     """Write every applicable plot into ``out``; returns the file names written."""
     written = []
     if groups and methods:
         group_plot(out / "report_groups.png", methods, groups, gm, "Test top-1 per group (mean over tasks and seeds)")
         written.append("report_groups.png")
-    series = prompt_length_series(results)
-    if series:
-        line_plot(
-            out / "report_prompt_length.png",
-            series,
-            xlabel="prompt length p",
-            ylabel="test top-1 (%)",
-            title="Accuracy vs prompt length",
-            logx=True,
-        )
-        written.append("report_prompt_length.png")
-    series = fraction_series(results)
-    if series:
-        line_plot(
-            out / "report_data_fraction.png",
-            series,
-            xlabel="fraction of the final training split",
-            ylabel="test top-1 (%)",
-            title="Accuracy vs training-data size",
-            logx=True,
-        )
-        written.append("report_data_fraction.png")
+    for name, series_of, xlabel, title in LINE_PLOTS:
+        series = series_of(results)
+        if series:
+            line_plot(out / name, series, xlabel=xlabel, ylabel="test top-1 (%)", title=title, logx=True)
+            written.append(name)
     return written
