@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
+from .weights import WEIGHT_SUFFIXES, apply_weights, check_weights_path  # noqa: F401
 
 # The attributes of timm's VisionTransformer that vptune composes its forward pass from.
 REQUIRED_SEAMS = (
@@ -23,7 +24,6 @@ REQUIRED_SEAMS = (
     "num_prefix_tokens",
 )
 RANDOM_INIT_SEED = 0
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ def create_vit(
         name: Any timm model name (``vit_base_patch16_224.orig_in21k``, ``deit_small_patch16_224``, ...).
         pretrained: Load timm's pretrained weights (from the Hugging Face hub or timm's cache); without them
             the random init is seeded, so it is identical on every call.
-        weights: A local ``.safetensors``/``.pth``/``.npz`` file to load instead, through timm's loaders.
+        weights: A local ``.safetensors``/``.pth``/``.pt``/``.bin``/``.npz`` file to load instead, read without
+            unpickling (:mod:`vptune.backbones.weights`) and applied with an exact key check.
         img_size: Input resolution; position embeddings are resampled by timm when it differs.
 
     Raises:
@@ -59,14 +60,8 @@ def create_vit(
     kwargs: dict[str, Any] = {"num_classes": 0}
     if img_size is not None:
         kwargs["img_size"] = img_size
-    if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise DataError(f"weights file '{path}' does not exist: pass an existing file to --weights")
-        if path.suffix not in WEIGHT_SUFFIXES:
-            raise DataError(f"weights file '{path}' has an unknown format; use one of {', '.join(WEIGHT_SUFFIXES)}")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path), "custom_load": path.suffix == ".npz"}
-        pretrained = True
+    if weights is not None:  # read by vptune itself, never unpickled: backbones/weights.py
+        weights, pretrained = check_weights_path(weights), False
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:8]
         hint = f" Similar names: {', '.join(close)}." if close else ""
@@ -84,6 +79,8 @@ def create_vit(
             f"model.name: '{name}' is not a Vision Transformer (lacks {', '.join(missing)}); "
             "vptune supports timm's VisionTransformer family (vit_*, deit_*, DINOv2, CLIP ViTs, ...)"
         )
+    if weights is not None:
+        apply_weights(model, weights)
     return model
 
 

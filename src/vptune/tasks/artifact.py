@@ -1,30 +1,32 @@
 """Task artifacts: ``task.json`` (what the task is) + ``task.safetensors`` (only the trained tensors).
 
-Loading rebuilds the backbone named in ``task.json``, checks its weight hash against the recorded one and
-loads the tensors with safetensors (never pickle, so a file can not execute code).
+Loading validates ``task.json`` against :mod:`vptune.tasks.schema`, rebuilds the backbone it names (never from a
+weights path recorded in the file unless the caller opts in), checks its weight hash against the recorded one,
+checks the tensors' sha256, names, shapes, dtypes and finiteness, and loads them with safetensors (never pickle,
+so a file can not execute code). Saving writes the tensors, then ``task.json`` holding their sha256, each one
+atomically: a crash between the two leaves a folder that refuses to load instead of mixing two saves.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import __version__
 from ..backbones import create_vit, describe, weights_hash
 from ..engine.io import atomic_write, write_json
-from ..errors import ArtifactError
+from ..errors import ArtifactError, VptuneError
 from ..methods import build_method
 from ..model import AdaptedModel
+from .schema import FORMAT, FORMAT_VERSION, check_tensors, parse_meta
 
-FORMAT = "vptune-task"
-FORMAT_VERSION = 1
 META_FILE = "task.json"
 TENSOR_FILE = "task.safetensors"
 
@@ -102,7 +104,12 @@ def save_task(
     if len(classes) != model.num_classes:
         raise ArtifactError(f"{len(classes)} class names for a {model.num_classes}-class head")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.trainable_state_dict().items()}
-    atomic_write(out / TENSOR_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    try:
+        atomic_write(out / TENSOR_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    except (SafetensorError, OSError) as err:
+        raise ArtifactError(
+            f"could not write '{out / TENSOR_FILE}' ({err}); is the disk full? Nothing was replaced"
+        ) from None
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -123,13 +130,29 @@ def save_task(
             "file": TENSOR_FILE,
             "count": len(tensors),
             "numel": sum(t.numel() for t in tensors.values()),
+            "sha256": file_sha256(out / TENSOR_FILE),
         },
         "preprocessing": preprocessing,
         "metrics": metrics or {},
         "train_config": train_config or {},
     }
-    write_json(out / META_FILE, meta)
+    try:
+        write_json(out / META_FILE, meta)
+    except OSError as err:
+        raise ArtifactError(
+            f"could not write '{out / META_FILE}' ({err}); is the disk full? The folder refuses to load (its "
+            "tensors no longer match task.json) until the task is saved again"
+        ) from None
     return TaskArtifact(out, meta)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_task(path: str | Path) -> TaskArtifact:
@@ -138,20 +161,7 @@ def read_task(path: str | Path) -> TaskArtifact:
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise ArtifactError(f"'{folder}' is not a task folder: {META_FILE} is missing (train one with vptune train)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ArtifactError(f"'{meta_path}' is not valid JSON: {err}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ArtifactError(f"'{meta_path}' is not a vptune task file (format field missing or wrong)")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise ArtifactError(
-            f"'{meta_path}' has format version {meta['format_version']}; this vptune reads up to "
-            f"{FORMAT_VERSION}: upgrade vptune"
-        )
-    for key in ("method", "backbone", "classes", "preprocessing", "params"):
-        if key not in meta:
-            raise ArtifactError(f"'{meta_path}' lacks the '{key}' field; the file is damaged")
+    meta = parse_meta(meta_path)
     if not (folder / TENSOR_FILE).is_file():
         raise ArtifactError(f"'{folder}' lacks {TENSOR_FILE}; the task folder is incomplete")
     return TaskArtifact(folder, meta)
@@ -163,12 +173,27 @@ def load_backbone_for(
     model_name: str | None = None,
     weights: str | None = None,
     pretrained: bool | None = None,
+    trust_task_weights: bool = False,
 ) -> tuple[torch.nn.Module, str]:
-    """Rebuild the backbone a task names (or the overriding one) and return it with its weight hash."""
+    """Rebuild the backbone a task names (or the overriding one) and return it with its weight hash.
+
+    A weights path recorded in ``task.json`` is only opened with ``trust_task_weights=True``: a task file from
+    elsewhere must not choose which local file vptune reads. Either way the file is read without unpickling.
+
+    Raises:
+        ArtifactError: The task records a local weights file and neither ``weights`` nor the opt-in was given.
+    """
     bb = task.backbone
     name = model_name or bb["name"]
     if weights is None and pretrained is None:
-        weights, pretrained = bb.get("weights"), bb.get("pretrained", True)
+        recorded = bb.get("weights")
+        if recorded and not trust_task_weights:
+            raise ArtifactError(
+                f"task '{task.path}' was trained on the local weights file '{recorded}' (task.json field "
+                f"'backbone.weights'); vptune does not open a path taken from a task file: pass the file yourself "
+                f"(--weights FILE) or opt in with --trust-task-weights (trust_task_weights=True)"
+            )
+        weights, pretrained = recorded, bb.get("pretrained", True)
     vit = create_vit(name, pretrained=bool(pretrained), weights=weights, img_size=bb.get("img_size"))
     return vit, weights_hash(vit)
 
@@ -189,18 +214,25 @@ def attach_task(task: TaskArtifact, vit: torch.nn.Module, digest: str) -> Adapte
     name = task.backbone["name"]
     check_backbone(task, name, digest)
     info = describe(name, vit)
-    model = AdaptedModel(vit, info, build_method(task.method, info), len(task.classes), backbone_hash=digest)
     try:
-        tensors = load_file(str(task.path / TENSOR_FILE))
-    except (SafetensorError, OSError) as err:
-        raise ArtifactError(f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged") from None
+        method = build_method(task.method, info)
+    except (VptuneError, ValueError) as err:
+        raise ArtifactError(f"'{task.path / META_FILE}': field 'method': {err}") from None
+    model = AdaptedModel(vit, info, method, len(task.classes), backbone_hash=digest)
+    tensor_path = task.path / TENSOR_FILE
+    recorded = (task.meta.get("tensors") or {}).get("sha256")
+    if recorded:
+        try:
+            actual = file_sha256(tensor_path)
+        except OSError as err:
+            raise ArtifactError(f"'{tensor_path}' cannot be read ({err.strerror or err})") from None
+        if actual != recorded:
+            raise ArtifactError(
+                f"'{tensor_path}' has sha256 {actual[:12]}..., task.json field 'tensors.sha256' records "
+                f"{recorded[:12]}...: the folder mixes two saves (interrupted write?); save or copy the task again"
+            )
     expected = set(model.trainable_state_dict())
-    if set(tensors) != expected:
-        extra, lacking = sorted(set(tensors) - expected), sorted(expected - set(tensors))
-        raise ArtifactError(
-            f"'{task.path / TENSOR_FILE}' does not match method '{task.method['name']}': "
-            f"unexpected tensors {extra[:5]}, missing tensors {lacking[:5]}"
-        )
+    tensors = check_tensors(tensor_path, model.trainable_state_dict(), task.meta)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     frozen = set(model.state_dict()) - expected
     if set(missing) != frozen or unexpected:  # exactly the frozen keys may be absent
@@ -215,6 +247,7 @@ def load_task(
     weights: str | None = None,
     pretrained: bool | None = None,
     device: str | torch.device = "cpu",
+    trust_task_weights: bool = False,
 ) -> tuple[AdaptedModel, TaskArtifact]:
     """Load a task folder as a ready-to-run model in eval mode.
 
@@ -224,9 +257,12 @@ def load_task(
         weights: Load the backbone from this local file instead of the recorded source.
         pretrained: Override whether timm's pretrained weights are loaded.
         device: Where to put the model.
+        trust_task_weights: Open the backbone weights file that ``task.json`` records (off: pass ``weights``).
     """
     task = read_task(path)
-    vit, digest = load_backbone_for(task, model_name=model_name, weights=weights, pretrained=pretrained)
+    vit, digest = load_backbone_for(
+        task, model_name=model_name, weights=weights, pretrained=pretrained, trust_task_weights=trust_task_weights
+    )
     if model_name and model_name != task.backbone["name"]:
         check_backbone(task, model_name, digest)
     return attach_task(task, vit, digest).to(device), task
