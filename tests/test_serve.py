@@ -21,7 +21,9 @@ from vptune.tasks.multitask import MultiTaskModel  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-LIMITS = {"max_image_bytes": 20_000, "max_pixels": 64 * 64, "max_body_bytes": 100_000}
+LIMITS = {"max_image_bytes": 20_000, "max_pixels": 64 * 64, "max_body_bytes": 100_000, "trusted_hosts": ("testserver",)}
+ADMIN = {"x-admin-key": "admin-key-0123456789"}
+KEY = "api-key-0123456789abc"
 
 
 def png(image: Image.Image | np.ndarray) -> bytes:
@@ -32,13 +34,14 @@ def png(image: Image.Image | np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    return build_artifacts(tmp_path_factory.mktemp("tasks"), ["deep", "shallow", "linear"])
+    return build_artifacts(tmp_path_factory.mktemp("tasks"), ["deep", "shallow", "linear", "lora"])
 
 
 @pytest.fixture(scope="module")
 def client(artifacts):
     bank = MultiTaskModel.from_dirs({"deep": artifacts["deep"], "shallow": artifacts["shallow"]})
-    with TestClient(create_app(bank, max_batch=8, max_wait_ms=30, **LIMITS)) as c:
+    admin = {"admin_key": ADMIN["x-admin-key"], "task_root": artifacts["deep"].parent}
+    with TestClient(create_app(bank, max_batch=8, max_wait_ms=30, **LIMITS, **admin)) as c:
         yield c
 
 
@@ -78,16 +81,16 @@ def test_batch_mixes_tasks(client, images):
 
 
 def test_add_and_remove_tasks(client, artifacts, images):
-    r = client.post("/v1/tasks", json={"name": "lin", "path": str(artifacts["linear"])})
+    r = client.post("/v1/tasks", json={"name": "lin", "path": "linear"}, headers=ADMIN)
     assert r.status_code == 201 and r.json()["num_classes"] == 5
-    assert client.post("/v1/tasks", json={"name": "lin", "path": str(artifacts["linear"])}).status_code == 409
-    r = client.post("/v1/tasks", json={"name": "x", "path": "/nonexistent"})
+    assert client.post("/v1/tasks", json={"name": "lin", "path": "linear"}, headers=ADMIN).status_code == 409
+    r = client.post("/v1/tasks", json={"name": "x", "path": "nonexistent"}, headers=ADMIN)
     assert r.status_code == 400 and "is not a task folder" in r.json()["detail"]
-    assert client.post("/v1/tasks", json={"name": "x"}).json()["detail"] == "missing field 'path'"
+    assert client.post("/v1/tasks", json={"name": "x"}, headers=ADMIN).json()["detail"] == "missing field 'path'"
     r = client.post("/v1/predict", files={"file": ("a.png", png(images[0]))}, data={"task": "lin"})
     assert len(r.json()["predictions"]) == 5
-    assert client.delete("/v1/tasks/lin").json() == {"removed": "lin"}
-    r = client.delete("/v1/tasks/lin")
+    assert client.delete("/v1/tasks/lin", headers=ADMIN).json() == {"removed": "lin"}
+    r = client.delete("/v1/tasks/lin", headers=ADMIN)
     assert r.status_code == 404 and r.json()["detail"].startswith("unknown task 'lin'")
 
 
@@ -104,7 +107,7 @@ def test_bad_input_gets_clear_4xx_and_server_keeps_serving(client, images):
         return client.post("/v1/predict", files={"file": (name, content)}, data={"task": "deep", **data})
 
     expect(client.post("/v1/predict", files={"file": ("a.png", good)}, data={"task": "nope"}), 404, "'nope'", "deep")
-    expect(post(b"hello, not an image", "note.txt"), 400, "'note.txt'", "not an image")
+    expect(post(b"hello, not an image", "note.txt"), 415, "'note.txt'", "not an image of an accepted format")
     expect(post(good[: len(good) // 2], "cut.png"), 400, "'cut.png'", "truncated")
     expect(post(png(noise), "big.png"), 413, "'big.png'", "bytes exceed the limit of 20000")
     expect(post(png(np.zeros((100, 100, 3), np.uint8)), "wide.png"), 413, "'wide.png'", "100x100 pixels")
@@ -122,14 +125,14 @@ def test_bad_input_gets_clear_4xx_and_server_keeps_serving(client, images):
 
 def test_api_key(artifacts, images):
     bank = MultiTaskModel.from_dirs({"deep": artifacts["deep"]})
-    with TestClient(create_app(bank, api_key="s3cret")) as c:
+    with TestClient(create_app(bank, api_key=KEY, trusted_hosts=("testserver",))) as c:
         assert c.get("/health").status_code == 200
         expect(c.get("/v1/tasks"), 401, "x-api-key")
         expect(c.get("/v1/tasks", headers={"x-api-key": "wrong"}), 401, "API key")
-        assert c.get("/v1/tasks", headers={"x-api-key": "s3cret"}).status_code == 200
+        assert c.get("/v1/tasks", headers={"x-api-key": KEY}).status_code == 200
         files = {"file": ("a.png", png(images[0]))}
         assert c.post("/v1/predict", files=files, data={"task": "deep"}).status_code == 401
-        r = c.post("/v1/predict", files=files, data={"task": "deep"}, headers={"x-api-key": "s3cret"})
+        r = c.post("/v1/predict", files=files, data={"task": "deep"}, headers={"x-api-key": KEY})
         assert r.status_code == 200
 
 

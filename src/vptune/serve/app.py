@@ -1,13 +1,16 @@
 """The HTTP API of ``vptune serve``: one backbone, many tasks, micro-batched predictions (FastAPI).
 
-Errors are JSON ``{"detail": "..."}`` with a 4xx status naming the field or file; the server keeps serving.
+Errors are JSON ``{"detail": "..."}`` with a 4xx status naming the field or file; the server keeps serving and
+never echoes internal exception text (a 500 carries an id that is logged with the traceback). Settings, limits and
+keys: :class:`vptune.serve.config.ServeConfig`; task management: :mod:`vptune.serve.admin`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import io
-import warnings
+import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,25 +19,21 @@ import torch
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..data.images import to_rgb
 from ..errors import VptuneError
 from ..tasks.multitask import MultiTaskModel, UnknownTaskError
+from .admin import admin_router
 from .batcher import MicroBatcher, QueueFullError
+from .config import MiB, ServeConfig
+from .decode import decode_image, read_header
 
-MiB = 1024 * 1024
-
-
-class AddTask(BaseModel):
-    """Body of ``POST /v1/tasks``: load the task folder ``path`` (on the server) under ``name``."""
-
-    name: str = Field(description="task name used in predict requests")
-    path: str = Field(description="task folder on the server (task.json + task.safetensors)")
+__all__ = ["MiB", "ServeConfig", "create_app"]
+log = logging.getLogger("vptune.serve")
 
 
 class BodyLimit:
@@ -84,26 +83,6 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def decode_image(data: bytes, filename: str, max_pixels: int) -> Image.Image:
-    """Decode uploaded bytes to RGB, refusing images over ``max_pixels`` (or Pillow's MAX_IMAGE_PIXELS)."""
-    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if width * height > limit:
-                    raise HTTPException(413, f"file '{filename}': {width}x{height} pixels exceed the limit of {limit}")
-                img.load()
-                return to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise HTTPException(413, f"file '{filename}': image too large ({err})") from None
-    except UnidentifiedImageError:
-        raise HTTPException(400, f"file '{filename}' is not an image Pillow can read (PNG, JPEG, WebP, ...)") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as err:
-        raise HTTPException(400, f"file '{filename}' is truncated or damaged ({err})") from None
-
-
 def top_predictions(logits: torch.Tensor, classes: list[str], k: int) -> list[dict[str, Any]]:
     """``[{"label", "score", "index"}]`` of the top ``k`` softmax probabilities."""
     scores, idx = logits.float().softmax(dim=0).topk(min(k, logits.shape[0]))
@@ -120,47 +99,40 @@ def validation_message(err: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-def create_app(
-    bank: MultiTaskModel,
-    api_key: str | None = None,
-    max_batch: int = 32,
-    max_wait_ms: float = 5.0,
-    max_image_bytes: int = 10 * MiB,
-    max_pixels: int = 40_000_000,
-    *,
-    max_files: int = 32,
-    max_body_bytes: int = 64 * MiB,
-    max_queue: int = 1024,
-) -> FastAPI:
+def create_app(bank: MultiTaskModel, config: ServeConfig | None = None, **settings: Any) -> FastAPI:
     """The FastAPI app serving ``bank``.
 
     Args:
-        bank: The tasks to serve (more can be added at run time).
-        api_key: When set, every ``/v1`` request must send it in the ``x-api-key`` header.
-        max_batch: Most images per forward pass.
-        max_wait_ms: Longest wait for more images before a forward pass starts.
-        max_image_bytes: Largest accepted image file.
-        max_pixels: Largest accepted image (width x height).
-        max_files: Most images per request.
-        max_body_bytes: Largest request body, checked before it is read.
-        max_queue: Most images waiting for the model; beyond it requests get 503.
+        bank: The tasks to serve (more can be added at run time when task management is on).
+        config: Keys, limits and task management; default: :class:`ServeConfig` built from ``settings``.
+        **settings: Fields of :class:`ServeConfig` (``api_key``, ``max_batch``, ``max_pixels``, ...) when no
+            ``config`` is given.
     """
+    cfg = config if config is not None else ServeConfig(**settings)
+    api_key = cfg.api_key.get_secret_value().encode() if cfg.api_key is not None else None
+    formats = tuple(f.upper() for f in cfg.formats)
+    decoding = asyncio.Semaphore(cfg.max_decodes)
 
-    def run(images: list[torch.Tensor], tasks: list[str]) -> list[Any]:
-        with torch.inference_mode(), bank.lock:  # tasks removed since the request was queued fail alone
-            ok = [i for i, t in enumerate(tasks) if t in bank.entries]
-            out: list[Any] = [UnknownTaskError(f"task '{t}' was removed") for t in tasks]
+    def run(images: list[torch.Tensor], keys: list[tuple[str, Any]]) -> list[Any]:
+        """One forward pass; an item whose task was removed or replaced since it was queued fails alone."""
+        with torch.inference_mode(), bank.lock:
+            ok = [i for i, (name, entry) in enumerate(keys) if bank.entries.get(name) is entry]
+            out: list[Any] = [
+                UnknownTaskError(f"task '{name}' was removed or replaced while the request waited; retry")
+                for name, _ in keys
+            ]
             if ok:
                 batch = torch.stack([images[i] for i in ok]).to(bank.device)  # (b, C, H, W)
-                for i, logits in zip(ok, bank(batch, [tasks[i] for i in ok])):
+                for i, logits in zip(ok, bank(batch, [keys[i][0] for i in ok])):
                     out[i] = logits.float().cpu()
             return out
 
     def prepare(data: bytes, filename: str) -> torch.Tensor:
         """Decode and preprocess one upload: (C, H, W)."""
-        return bank.transform(decode_image(data, filename, max_pixels))
+        target = tuple(bank.preprocessing["input_size"]) if bank.preprocessing else None
+        return bank.transform(decode_image(data, filename, formats, cfg.max_pixels, target))
 
-    batcher = MicroBatcher(run, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
+    batcher = MicroBatcher(run, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, max_queue=cfg.max_queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -169,9 +141,14 @@ def create_app(
         await batcher.stop()
         batcher.close()
 
-    app = FastAPI(title="vptune serve", version=__version__, lifespan=lifespan)
-    app.state.bank, app.state.batcher = bank, batcher
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app = FastAPI(
+        title="vptune serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.bank, app.state.batcher, app.state.config = bank, batcher, cfg
+    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    if "*" not in cfg.trusted_hosts:
+        hosts = [h.strip("[]") for h in cfg.trusted_hosts] + [f"[{h}]" for h in cfg.trusted_hosts if ":" in h]
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -191,16 +168,28 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, err: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"internal error ({type(err).__name__}: {err}); the server keeps serving"}, 500)
+        ref = uuid.uuid4().hex[:12]
+        log.error("internal error %s on %s %s", ref, request.method, request.url.path, exc_info=err)
+        return JSONResponse({"detail": f"internal error (reference {ref}, in the server log); still serving"}, 500)
 
     async def check_key(x_api_key: str | None = Header(None)) -> None:
-        if api_key is not None and not hmac.compare_digest((x_api_key or "").encode(), api_key.encode()):
+        if api_key is not None and not hmac.compare_digest((x_api_key or "").encode(), api_key):
             raise HTTPException(401, "missing or wrong API key: send it in the x-api-key header")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness: always open (no API key), no model call."""
         return {"status": "ok", "tasks": len(bank.entries), "backbone": bank.model_name, "queued": batcher.pending}
+
+    if cfg.docs:
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(check_key)])
+        async def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False, dependencies=[Depends(check_key)])
+        async def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="vptune serve")
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
 
@@ -209,36 +198,46 @@ def create_app(
         """Loaded tasks: name, classes, method, prompt tokens, serving mode, parameter counts."""
         return {"backbone": bank.model_name, "backbone_hash": bank.digest, "tasks": bank.tasks}
 
-    @v1.post("/tasks", status_code=201)
-    async def add_task(body: AddTask) -> dict[str, Any]:
-        """Load a task folder (same backbone and preprocessing as the loaded tasks)."""
-        if body.name in bank.entries:
-            raise HTTPException(409, f"task '{body.name}' is already loaded; DELETE /v1/tasks/{body.name} first")
-        return await run_in_threadpool(bank.add_task, body.name, body.path)
-
-    @v1.delete("/tasks/{name}")
-    async def remove_task(name: str) -> dict[str, Any]:
-        """Unload a task; requests already queued for it fail with 404."""
-        await run_in_threadpool(bank.remove_task, name)
-        return {"removed": name}
-
-    async def predict_files(files: Sequence[UploadFile], tasks: Sequence[str], top_k: int) -> list[dict[str, Any]]:
-        if len(files) > max_files:
-            raise HTTPException(413, f"field 'file': {len(files)} files exceed the limit of {max_files} per request")
-        bank.resolve(tasks)  # unknown task: 404 before any decoding
-        classes = {t: entry.artifact.classes for t in set(tasks) if (entry := bank.entries.get(t))}
-        images = []
+    async def read_uploads(files: Sequence[UploadFile]) -> list[tuple[str, bytes]]:
+        """Bytes of every upload (size-capped) after checking every header: formats and pixels per request."""
+        out, pixels = [], 0
         for upload in files:
             name = upload.filename or "file"
-            if upload.size is not None and upload.size > max_image_bytes:
-                raise HTTPException(413, f"file '{name}': {upload.size} bytes exceed the limit of {max_image_bytes}")
-            data = await upload.read(max_image_bytes + 1)
-            if len(data) > max_image_bytes:
-                raise HTTPException(413, f"file '{name}': more than {max_image_bytes} bytes")
-            images.append(await run_in_threadpool(prepare, data, name))
-        logits = await batcher.submit(images, list(tasks))
+            if upload.size is not None and upload.size > cfg.max_image_bytes:
+                raise HTTPException(
+                    413, f"file '{name}': {upload.size} bytes exceed the limit of {cfg.max_image_bytes}"
+                )
+            data = await upload.read(cfg.max_image_bytes + 1)
+            if len(data) > cfg.max_image_bytes:
+                raise HTTPException(413, f"file '{name}': more than {cfg.max_image_bytes} bytes")
+            pixels += read_header(data, name, formats, cfg.max_pixels).pixels
+            if pixels > cfg.max_request_pixels:
+                raise HTTPException(
+                    413, f"field 'file': the images hold more than {cfg.max_request_pixels} pixels in all; split them"
+                )
+            out.append((name, data))
+        return out
+
+    async def predict_files(files: Sequence[UploadFile], tasks: Sequence[str], top_k: int) -> list[dict[str, Any]]:
+        if len(files) > cfg.max_files:
+            raise HTTPException(
+                413, f"field 'file': {len(files)} files exceed the limit of {cfg.max_files} per request"
+            )
+        bank.resolve(tasks)  # unknown task: 404 (naming the loaded ones) before any decoding
+        entries = {t: bank.entries.get(t) for t in set(tasks)}  # pinned: the batch runs these very entries
+        for t, entry in entries.items():
+            if entry is None:
+                raise UnknownTaskError(f"task '{t}' was just removed")
+        uploads = await read_uploads(files)
+        if not batcher.has_room(len(uploads)):
+            raise QueueFullError(f"server busy: {batcher.pending} images queued (limit {cfg.max_queue})")
+        images = []
+        for name, data in uploads:
+            async with decoding:
+                images.append(await run_in_threadpool(prepare, data, name))
+        logits = await batcher.submit(images, [(t, entries[t]) for t in tasks])
         return [
-            {"task": t, "file": f.filename, "predictions": top_predictions(lg, classes[t], top_k)}
+            {"task": t, "file": f.filename, "predictions": top_predictions(lg, entries[t].artifact.classes, top_k)}
             for t, f, lg in zip(tasks, files, logits)
         ]
 
@@ -265,4 +264,6 @@ def create_app(
         return await predict_files(file, names, top_k)
 
     app.include_router(v1)
+    if cfg.admin_key is not None:
+        app.include_router(admin_router(bank, cfg))
     return app

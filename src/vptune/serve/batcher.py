@@ -14,8 +14,11 @@ from typing import Any
 
 import torch
 
-RunFn = Callable[[list[torch.Tensor], list[str]], Sequence[Any]]
-"""(images, task names) -> one result per item; a result that is an Exception fails only its own item."""
+RunFn = Callable[[list[torch.Tensor], list[Any]], Sequence[Any]]
+"""(images, task keys) -> one result per item; a result that is an Exception fails only its own item.
+
+A task key is whatever the caller queued with the image: the HTTP app queues the task's name together with the
+task entry it resolved, so a batch runs exactly the task the request saw (not one re-added under its name)."""
 
 
 class QueueFullError(RuntimeError):
@@ -25,7 +28,7 @@ class QueueFullError(RuntimeError):
 @dataclass
 class _Item:
     image: torch.Tensor  # (C, H, W), preprocessed
-    task: str
+    task: Any  # a task key (see RunFn)
     future: asyncio.Future = field(repr=False)
 
 
@@ -78,8 +81,12 @@ class MicroBatcher:
         """Release the worker thread."""
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, images: Sequence[torch.Tensor], tasks: Sequence[str]) -> list[Any]:
-        """Queue images (each (C, H, W)) with their task names; returns their results in order.
+    def has_room(self, count: int) -> bool:
+        """Whether ``count`` more items fit in the queue now (checked before costly decoding)."""
+        return self.pending + count <= self.max_queue
+
+    async def submit(self, images: Sequence[torch.Tensor], tasks: Sequence[Any]) -> list[Any]:
+        """Queue images (each (C, H, W)) with their task keys; returns their results in order.
 
         Raises:
             QueueFullError: Not enough room in the queue for all images (none is queued).
