@@ -44,9 +44,9 @@ def test_csv_source_with_and_without_split_column(tmp_path, image_folder):
 
 
 def test_csv_numeric_labels_sort_numerically(tmp_path, image_folder):
-    f = next((image_folder / "train").rglob("*.png"))
-    (tmp_path / "n.csv").write_text("\n".join(f"{f},{label}" for label in (10, 2, 1, 2, 10, 1)))
-    assert load_data(f"csv:{tmp_path / 'n.csv'}").classes == ["1", "2", "10"]
+    f = next((image_folder / "train").rglob("*.png")).relative_to(image_folder)
+    (image_folder / "n.csv").write_text("\n".join(f"{f},{label}" for label in (10, 2, 1, 2, 10, 1)))
+    assert load_data(f"csv:{image_folder / 'n.csv'}").classes == ["1", "2", "10"]
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"])
@@ -102,3 +102,35 @@ def test_corrupt_image_is_named_or_skipped(tmp_path, image_folder):
     loader = make_loader(ImageDataset(samples, build_transform(PRE, train=False), skip_bad=True), 4, shuffle=False)
     batch = next(iter(loader))
     assert batch.skipped == 1 and batch[0].shape == (3, 3, 32, 32)
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = bytearray(data[12:29])
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29], data[29:33] = ihdr, struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def test_decompression_bomb_is_named_and_skipped(image_folder):
+    bomb = image_folder / "train" / "cat" / "bomb.png"
+    bomb.write_bytes(bomb_png(20_000, 10_000))  # 200 megapixels declared in a 70-byte file
+    samples = [(str(bomb), 0)] + load_data(f"folder:{image_folder}").splits["train"][:3]
+    with pytest.raises(DataError, match="bomb.png' is too large to decode.*--skip-bad-images"):
+        ImageDataset(samples, build_transform(PRE, train=False))[0]
+    loader = make_loader(ImageDataset(samples, build_transform(PRE, train=False), skip_bad=True), 4, shuffle=False)
+    assert next(iter(loader)).skipped == 1
+
+
+@pytest.mark.parametrize("row", ["../outside.png,a", "/etc/passwd,a", "sub/../../x.png,a", "C:\\x.png,a", "~/x.png,a"])
+def test_csv_paths_must_stay_inside_the_folder(image_folder, row):
+    (image_folder / "evil.csv").write_text(f"train/cat/0.png,a\n{row}\n")
+    with pytest.raises(DataError, match=r"evil.csv, row 2: path .* (absolute|leaves the data set folder)"):
+        load_data(f"csv:{image_folder / 'evil.csv'}")

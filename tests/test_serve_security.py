@@ -233,3 +233,11 @@ def test_large_jpeg_is_decoded_at_a_reduced_scale():
     with pytest.raises(HTTPException) as err:
         decode_image(buf.getvalue(), "big.jpg", ("PNG",), 10**8)
     assert err.value.status_code == 415
+
+
+@pytest.mark.parametrize("name", ["deep\n", "a b", "", "-x", "x" * 65])
+def test_bank_task_names_are_matched_in_full(root, name):
+    from vptune.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="is invalid"):
+        MultiTaskModel().add_task(name, root / "root" / "deep")

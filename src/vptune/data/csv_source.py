@@ -1,6 +1,7 @@
 """``csv:FILE``: rows of ``path,label`` (optional third column ``split``: train/val/test).
 
-Paths are relative to the CSV file's folder unless absolute; a header row ``path,label[,split]`` is optional.
+Paths are relative to the CSV file's folder and must stay inside it (no absolute paths, no ``..``); a header
+row ``path,label[,split]`` is optional.
 Without a split column every row is training data and a seeded share becomes val.
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .paths import outside_reason
 from .sources import Sample, TaskData, carve_val, register_source
 
 SPLITS = ("train", "val", "test")
@@ -34,8 +36,10 @@ def load_csv(arg: str, options: dict[str, Any]) -> TaskData:
         split = row[2].strip() if len(row) == 3 else "train"
         if split not in SPLITS:
             raise DataError(f"{path}, row {line_no}: split '{split}' is not one of {', '.join(SPLITS)}")
-        file = Path(row[0].strip())
-        parsed.append((str(file if file.is_absolute() else path.parent / file), row[1].strip(), split))
+        reason = outside_reason(row[0].strip())
+        if reason:
+            raise DataError(f"{path}, row {line_no}: {reason} (put the CSV file above the images)")
+        parsed.append((str(path.parent / row[0].strip()), row[1].strip(), split))
     labels = {label for _, label, _ in parsed}
     numeric = all(label.lstrip("-").isdigit() for label in labels)
     classes = sorted(labels, key=int) if numeric else sorted(labels)

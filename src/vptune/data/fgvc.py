@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .paths import outside_reason
 from .sources import Sample, TaskData, register_source
 from .vtab import read_class_names, resolve_task_dir
 
@@ -79,6 +80,9 @@ def read_split_json(path: Path) -> dict[str, int]:
     for rel, cid in data.items():
         if isinstance(cid, bool) or not (isinstance(cid, int) or (isinstance(cid, str) and cid.lstrip("-").isdigit())):
             raise DataError(f"{path}, entry '{rel}': class id {cid!r} is not an integer")
+        reason = outside_reason(str(rel))
+        if reason:
+            raise DataError(f"{path}, entry '{rel}': {reason}")
         out[str(rel)] = int(cid)
     return out
 

@@ -40,7 +40,11 @@ def load_image(source: str | Path | np.ndarray) -> Image.Image:
             return to_rgb(img)
     except FileNotFoundError:
         raise DataError(f"image file '{source}' does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except Image.DecompressionBombError as err:
+        raise DataError(
+            f"image '{source}' is too large to decode ({err}); shrink or remove it, or pass --skip-bad-images"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         raise DataError(
             f"cannot read image '{source}' ({err}); fix or remove the file, or pass --skip-bad-images to skip it"
         ) from None

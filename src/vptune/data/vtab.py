@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .paths import outside_reason
 from .offline_source import vtab_aliases
 from .sources import Sample, TaskData, register_source
 
@@ -94,7 +95,8 @@ def parse_list_line(text: str, num_classes: int | None) -> tuple[str, int] | str
     if label < 0 or (num_classes is not None and label >= num_classes):
         limit = f"[0, {num_classes})" if num_classes is not None else ">= 0"
         return f"label {label} is outside {limit} for this task"
-    return parts[0], label
+    reason = outside_reason(parts[0])
+    return reason if reason else (parts[0], label)
 
 
 def iter_list_file(path: Path, num_classes: int | None) -> Iterator[tuple[int, tuple[str, int] | str]]:

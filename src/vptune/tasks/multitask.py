@@ -150,7 +150,7 @@ class MultiTaskModel(nn.Module):
         Raises:
             ArtifactError: Bad name, name taken, damaged artifact, other backbone or other preprocessing.
         """
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise ArtifactError(f"task name '{name}' is invalid: use 1-64 letters, digits, '_' or '-'")
         task = read_task(path)
         with self.lock:
