@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .paths import outside_reason
 from .offline_source import vtab_aliases
+from .paths import outside_reason
 from .sources import Sample, TaskData, register_source
 
 LIST_SPLITS: tuple[str, ...] = ("train800", "val200", "train800val200", "test")

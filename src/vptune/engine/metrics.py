@@ -20,8 +20,9 @@ class JsonlLogger:
     """Appends one JSON object per line to ``metrics.jsonl``, safely across crashes and resumes.
 
     Each line is written with a single ``write`` on an append-only descriptor and fsynced. On opening, a torn
-    last line (a crash mid-write) is dropped. A record (with a ``split`` or ``epoch``) repeating an earlier record's ``(split, epoch)`` (an
-    epoch re-run after resuming from the previous checkpoint) replaces it, so no epoch is logged twice.
+    last line (a crash mid-write) is dropped. A record with a ``split`` or ``epoch`` that repeats an earlier
+    record's ``(split, epoch)`` (an epoch re-run after resuming from the previous checkpoint) replaces it, so no
+    epoch is logged twice.
     """
 
     def __init__(self, path: str | Path | None) -> None:
