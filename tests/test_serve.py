@@ -159,7 +159,7 @@ def test_cli_serve_checks_task_specs(capsys):
     from vptune.cli import build_parser, main
 
     args = build_parser().parse_args(["serve", "--task", "a=runs/a"])
-    assert (args.host, args.port, args.max_batch, args.api_key) == ("127.0.0.1", 8000, 32, None)
+    assert (args.host, args.port, args.max_batch, args.api_key_file) == ("127.0.0.1", 8000, None, None)
     assert main(["serve", "--task", "no-equals-sign"]) == 2
     assert "use NAME=DIR" in capsys.readouterr().err
 

@@ -241,3 +241,20 @@ def test_bank_task_names_are_matched_in_full(root, name):
 
     with pytest.raises(ArtifactError, match="is invalid"):
         MultiTaskModel().add_task(name, root / "root" / "deep")
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--api-key", "x" * 20], "--api-key is not accepted"),
+        (["--host", "0.0.0.0"], "refusing to listen on '0.0.0.0' without an API key"),
+        (["--admin-key-file", "/nonexistent/key"], "key file '/nonexistent/key' cannot be read"),
+        (["--max-pixels", "0"], "field 'max_pixels'"),
+    ],
+)
+def test_cli_serve_refuses_unsafe_settings_before_loading(argv, words, capsys, monkeypatch):
+    from vptune.cli import main
+
+    monkeypatch.delenv("VPTUNE_API_KEY", raising=False)
+    assert main(["serve", "--task", "a=/nonexistent", *argv]) == 2
+    assert words in capsys.readouterr().err

@@ -39,6 +39,11 @@ def add_backbone_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="load the backbone from this local file")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (tests only)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--trust-task-weights",
+        action="store_true",
+        help="open the backbone weights file task.json records (off: a task file never picks a file to read)",
+    )
 
 
 def backbone_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -49,6 +54,8 @@ def backbone_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         out["weights"] = args.weights
     if args.no_pretrained:
         out["pretrained"] = False
+    if args.trust_task_weights:
+        out["trust_task_weights"] = True
     return out
 
 

@@ -1,0 +1,126 @@
+"""``vptune serve``'s flags, derived from :class:`ServeConfig` (help texts are the fields' descriptions), and the
+one library call the command makes: :func:`serve_from_args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import ConfigError, VptuneError
+from .config import ADMIN_KEY_ENV, KEY_ENV, MiB, ServeConfig, read_key
+
+# flag -> (ServeConfig field, type, scale applied to the flag's value)
+LIMIT_FLAGS: dict[str, tuple[str, type, int]] = {
+    "--max-batch": ("max_batch", int, 1),
+    "--max-wait-ms": ("max_wait_ms", float, 1),
+    "--max-queue": ("max_queue", int, 1),
+    "--max-files": ("max_files", int, 1),
+    "--max-image-mb": ("max_image_bytes", float, MiB),
+    "--max-body-mb": ("max_body_bytes", float, MiB),
+    "--max-pixels": ("max_pixels", int, 1),
+    "--max-request-pixels": ("max_request_pixels", int, 1),
+    "--max-decodes": ("max_decodes", int, 1),
+    "--max-tasks": ("max_tasks", int, 1),
+    "--max-isolated": ("max_isolated", int, 1),
+}
+
+
+def _help(field: str, scale: int = 1) -> str:
+    info = ServeConfig.model_fields[field]
+    default = info.default / scale if scale != 1 else info.default
+    unit = " (MiB)" if scale == MiB else ""
+    return (
+        f"{info.description}{unit}; default {default:g}"
+        if isinstance(default, float)
+        else (f"{info.description}{unit}; default {default}")
+    )
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    """Add every ``vptune serve`` option to ``p``."""
+    p.add_argument("--task", action="append", required=True, metavar="NAME=DIR", help="task folder, repeatable")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only; others need a key)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="backbone name (default: the one the tasks record)")
+    p.add_argument("--weights", help="load the backbone from this local file (read without unpickling)")
+    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (tests only)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--api-key-file", metavar="FILE", help=f"file (chmod 600) holding the API key; or set {KEY_ENV}")
+    p.add_argument(
+        "--admin-key-file",
+        metavar="FILE",
+        help=f"file (chmod 600) holding the admin key that enables POST/DELETE /v1/tasks; or set {ADMIN_KEY_ENV}",
+    )
+    p.add_argument("--api-key", help=argparse.SUPPRESS)  # refused: argv is visible to every local user
+    p.add_argument("--task-root", metavar="DIR", help=ServeConfig.model_fields["task_root"].description)
+    p.add_argument(
+        "--trusted-host",
+        action="append",
+        metavar="NAME",
+        help="Host header value clients use (repeatable; loopback names are always accepted; '*': any)",
+    )
+    p.add_argument(
+        "--formats", help=f"comma-separated Pillow formats accepted; default {','.join(_default('formats'))}"
+    )
+    p.add_argument("--docs", action="store_true", help=ServeConfig.model_fields["docs"].description)
+    for flag, (field, kind, scale) in LIMIT_FLAGS.items():
+        p.add_argument(flag, type=kind, help=_help(field, scale))
+
+
+def _default(field: str) -> Any:
+    return ServeConfig.model_fields[field].default
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """The :class:`ServeConfig` the flags describe (keys read from their files or the environment)."""
+    if args.api_key:
+        raise ConfigError(
+            f"--api-key is not accepted (the process list shows it to every local user): put the key in a file "
+            f"readable only by you and pass --api-key-file FILE, or set {KEY_ENV}"
+        )
+    fields: dict[str, Any] = {
+        "api_key": read_key(args.api_key_file, KEY_ENV),
+        "admin_key": read_key(args.admin_key_file, ADMIN_KEY_ENV),
+        "task_root": args.task_root,
+        "docs": args.docs,
+    }
+    if args.trusted_host:
+        fields["trusted_hosts"] = (*_default("trusted_hosts"), *args.trusted_host)
+    if args.formats:
+        fields["formats"] = tuple(f.strip().upper() for f in args.formats.split(",") if f.strip())
+    for flag, (field, kind, scale) in LIMIT_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            fields[field] = kind(value * scale) if scale != 1 else value
+    return ServeConfig(**fields)
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    """``vptune serve``: check the settings and the bind address, load the tasks, run uvicorn."""
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as err:
+        raise VptuneError(f"vptune serve needs {err.name}: pip install 'vptune[serve]'") from None
+    from ..engine.device import resolve_device
+    from ..tasks.multitask import MultiTaskModel
+
+    tasks: dict[str, str] = {}
+    for spec in args.task:
+        name, sep, path = spec.partition("=")
+        if not (sep and name and path) or name in tasks:
+            raise VptuneError(f"--task '{spec}': use NAME=DIR with a new NAME each time, e.g. --task pets=runs/pets")
+        tasks[name] = path
+    config = config_from_args(args)
+    config.check_bind(args.host)
+    pretrained = False if args.no_pretrained else None
+    bank = MultiTaskModel.from_dirs(
+        tasks, model_name=args.model, weights=args.weights, pretrained=pretrained, device=resolve_device(args.device)
+    )
+    if config.admin_key is not None:
+        print(f"vptune serve: task management on (POST/DELETE /v1/tasks under {config.task_root})", file=sys.stderr)
+    uvicorn.run(create_app(bank, config), host=args.host, port=args.port, log_level="info")
+    return 0
