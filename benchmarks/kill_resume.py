@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/kill_resume.py --trials 10
 
-Runs one uninterrupted training (micro ViT, random weights, a generated 3-class image folder, vpt-deep) as the
-reference. Then, per trial, starts the same run in a fresh folder, sends SIGKILL after a random delay drawn
-uniformly over the reference's wall time (so kills land in start-up, epochs, checkpoint writes and the artifact
-write), resumes it with the same command until it finishes, and checks: the artifact loads; its tensors equal the
-reference's bit for bit; ``metrics.jsonl`` holds every epoch exactly once and no torn line. Prints one line per
-trial and a JSON summary; exit status 1 on any difference.
+Runs one uninterrupted training (micro ViT, random weights, a generated 3-class image folder, vpt-deep,
+``vptune train`` in a forked child of this process, which has vptune imported already) as the reference. Then,
+per trial, starts the same run in a fresh folder and sends SIGKILL at a random point of its progress: a random
+number of finished epochs (0 to all, the last meaning during the test evaluation or the artifact write) plus a
+random fraction of an epoch's time, so kills land in start-up, epochs, checkpoint writes and the artifact write
+whatever the machine's load. It resumes the run with the same command until it finishes and checks: the artifact
+loads; its tensors equal the reference's bit for bit; ``metrics.jsonl`` holds every epoch exactly once and no
+torn line. Prints one line per trial and a JSON summary; exit status 1 on any difference.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported: forked children need no thread pool
 
 import numpy as np
 from PIL import Image
@@ -43,28 +45,63 @@ def make_data(root: Path) -> Path:
 
 
 def command(data: Path, out: Path) -> list[str]:
-    vptune = str(Path(sys.executable).with_name("vptune"))
     return [
-        vptune, "train", "--model", "vptune_micro_vit", "--no-pretrained", "--data", f"folder:{data}",
+        "train", "--model", "vptune_micro_vit", "--no-pretrained", "--data", f"folder:{data}",
         "--method", "vpt-deep", "--prompt-length", "2", "--epochs", str(EPOCHS), "--batch-size", "8",
         "--lr", "0.05", "--device", "cpu", "--seed", "3", "--out", str(out), "--no-progress",
     ]  # fmt: skip
 
 
-def run(cmd: list[str], kill_after: float | None = None) -> tuple[bool, float]:
-    """Run ``cmd``; with ``kill_after``, SIGKILL it then. Returns (finished on its own, seconds)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    try:
-        proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        return False, time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"training failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-    return True, time.perf_counter() - start
+def start(argv: list[str]) -> int:
+    """Fork a child running ``vptune <argv>`` (output discarded); returns its pid."""
+    pid = os.fork()
+    if pid == 0:  # the child: run the CLI and leave without the parent's cleanup
+        code = 1
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            from vptune.cli import main as vptune_main
+
+            code = vptune_main(argv)
+        finally:
+            os._exit(code or 0)
+    return pid
+
+
+def finished(pid: int) -> int | None:
+    """The child's exit status when it has ended, else None."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def epochs_logged(out: Path) -> int:
+    log = out / "metrics.jsonl"
+    return log.read_bytes().count(b"\n") if log.is_file() else 0
+
+
+def run(argv: list[str], out: Path, kill_at: tuple[int, float] | None = None) -> tuple[bool, float]:
+    """Run to the end, or SIGKILL after ``kill_at = (epochs logged, fraction of an epoch's time)``.
+
+    Returns (finished on its own, seconds).
+    """
+    began = time.perf_counter()
+    pid, epoch_s, marks = start(argv), 5.0, {}
+    while True:
+        code = finished(pid)
+        if code is not None:
+            if code != 0:
+                raise SystemExit(f"training failed with status {code}: {' '.join(argv)}")
+            return True, time.perf_counter() - began
+        n = epochs_logged(out)
+        marks.setdefault(n, time.perf_counter())
+        if n >= 1:
+            epoch_s = (marks[n] - marks[0]) / n if n > 0 and 0 in marks else epoch_s
+        if kill_at is not None and n >= kill_at[0] and time.perf_counter() - marks[n] >= kill_at[1] * epoch_s:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False, time.perf_counter() - began
+        time.sleep(0.02)
 
 
 def tensors(out: Path) -> dict[str, np.ndarray]:
@@ -101,18 +138,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp) / "data")
         ref_out = Path(tmp) / "reference"
-        _, wall = run(command(data, ref_out))
+        _, wall = run(command(data, ref_out), ref_out)
         reference = tensors(ref_out)
-        print(f"reference: {wall:.1f} s, {len(reference)} tensors")
+        print(f"reference: {wall:.1f} s, {len(reference)} tensors", flush=True)
         for trial in range(args.trials):
             out = Path(tmp) / f"trial{trial}"
-            delay = rng.uniform(0.05, 1.0) * wall
-            finished, _ = run(command(data, out), kill_after=delay)
+            kill_at = (rng.randint(0, EPOCHS), rng.random())
+            done, _ = run(command(data, out), out, kill_at)
             had_checkpoint = (out / "checkpoint.pt").is_file()
             had_artifact = (out / "task.json").is_file()
             resumes = 0
-            while not finished:
-                finished, _ = run(command(data, out))
+            while not done:
+                done, _ = run(command(data, out), out)
                 resumes += 1
             got = tensors(out)
             diff = max(float(np.abs(got[k] - reference[k]).max()) for k in reference)
@@ -125,8 +162,9 @@ def main() -> int:
                 else ("after a checkpoint" if had_checkpoint else "before the first checkpoint")
                 + (", task.json present" if had_artifact else "")
             )
-            rows.append({"trial": trial, "kill_s": round(delay, 2), "state": state, "ok": problem is None})
-            print(f"trial {trial}: killed at {delay:5.1f} s ({state}): {'same weights' if same else problem}")
+            where = f"{kill_at[0]} epochs logged + {kill_at[1]:.2f} epoch"
+            rows.append({"trial": trial, "kill_at": where, "state": state, "ok": problem is None})
+            print(f"trial {trial}: killed at {where} ({state}): {'same weights' if same else problem}", flush=True)
     summary = {"trials": args.trials, "reference_s": round(wall, 1), "failures": failures, "rows": rows}
     print(json.dumps(summary))
     return 1 if failures else 0

@@ -153,9 +153,11 @@ def test_binding_beyond_loopback_needs_a_key():
         ServeConfig().check_bind(host)
     with pytest.raises(ConfigError, match="refusing to listen on '0.0.0.0' without an API key"):
         ServeConfig().check_bind("0.0.0.0")
-    ServeConfig(api_key=API_KEY).check_bind("0.0.0.0")
-    with pytest.raises(ConfigError, match="--trusted-host"):
-        ServeConfig(api_key=API_KEY).check_bind("10.1.2.3")
+    for host in ("0.0.0.0", "10.1.2.3"):
+        with pytest.raises(ConfigError, match="--trusted-host NAME"):
+            ServeConfig(api_key=API_KEY).check_bind(host)
+    ServeConfig(api_key=API_KEY, trusted_hosts=("127.0.0.1", "gpu-box.lan")).check_bind("0.0.0.0")
+    ServeConfig(api_key=API_KEY, trusted_hosts=("10.1.2.3",)).check_bind("10.1.2.3")
 
 
 def test_keys_come_from_a_private_file_or_the_environment(tmp_path, monkeypatch):

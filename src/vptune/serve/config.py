@@ -86,8 +86,14 @@ class ServeConfig(BaseModel):
                 f"serve: refusing to listen on '{host}' without an API key: set {KEY_ENV} or --api-key-file FILE "
                 "(or bind 127.0.0.1)"
             )
-        if "*" not in self.trusted_hosts and host not in self.trusted_hosts and host not in ("0.0.0.0", "::"):
-            raise ConfigError(f"serve: add the name clients use for '{host}' with --trusted-host NAME")
+        if "*" not in self.trusted_hosts and (host in ("0.0.0.0", "::") or host not in self.trusted_hosts):
+            named = [h for h in self.trusted_hosts if not is_loopback(h)]
+            if host in ("0.0.0.0", "::") and named:
+                return
+            raise ConfigError(
+                f"serve: clients reaching '{host}' send a Host header this server does not trust yet: add the "
+                "name or address they use with --trusted-host NAME (repeatable; '*' trusts any)"
+            )
 
 
 def is_loopback(host: str) -> bool:
