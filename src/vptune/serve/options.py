@@ -39,14 +39,10 @@ def _help(field: str, scale: int = 1) -> str:
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    """Add every ``vptune serve`` option to ``p``."""
-    p.add_argument("--task", action="append", required=True, metavar="NAME=DIR", help="task folder, repeatable")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only; others need a key)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", help="backbone name (default: the one the tasks record)")
-    p.add_argument("--weights", help="load the backbone from this local file (read without unpickling)")
-    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (tests only)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    """Add the options of :class:`ServeConfig` (keys, limits, task management, hosts) to ``vptune serve``.
+
+    The command itself declares ``--task``, ``--host``, ``--port`` and the backbone overrides.
+    """
     p.add_argument("--api-key-file", metavar="FILE", help=f"file (chmod 600) holding the API key; or set {KEY_ENV}")
     p.add_argument(
         "--admin-key-file",
@@ -97,8 +93,14 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(**fields)
 
 
-def serve_from_args(args: argparse.Namespace) -> int:
-    """``vptune serve``: check the settings and the bind address, load the tasks, run uvicorn."""
+def serve_from_args(args: argparse.Namespace, tasks: dict[str, str], backbone: dict[str, Any]) -> int:
+    """``vptune serve``: check the settings and the bind address, load the tasks, run uvicorn.
+
+    Args:
+        args: The parsed flags (:func:`add_serve_arguments`' plus ``host``, ``port`` and ``device``).
+        tasks: ``{name: task folder}``.
+        backbone: ``model_name``/``weights``/``pretrained`` overrides for the bank.
+    """
     try:
         import uvicorn
 
@@ -108,18 +110,9 @@ def serve_from_args(args: argparse.Namespace) -> int:
     from ..engine.device import resolve_device
     from ..tasks.multitask import MultiTaskModel
 
-    tasks: dict[str, str] = {}
-    for spec in args.task:
-        name, sep, path = spec.partition("=")
-        if not (sep and name and path) or name in tasks:
-            raise VptuneError(f"--task '{spec}': use NAME=DIR with a new NAME each time, e.g. --task pets=runs/pets")
-        tasks[name] = path
     config = config_from_args(args)
     config.check_bind(args.host)
-    pretrained = False if args.no_pretrained else None
-    bank = MultiTaskModel.from_dirs(
-        tasks, model_name=args.model, weights=args.weights, pretrained=pretrained, device=resolve_device(args.device)
-    )
+    bank = MultiTaskModel.from_dirs(tasks, device=resolve_device(args.device), **backbone)
     if config.admin_key is not None:
         print(f"vptune serve: task management on (POST/DELETE /v1/tasks under {config.task_root})", file=sys.stderr)
     uvicorn.run(create_app(bank, config), host=args.host, port=args.port, log_level="info")
