@@ -28,12 +28,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported: forke
 import numpy as np
 from PIL import Image
 
-EPOCHS = 6
+EPOCHS = 4
 
 
 def make_data(root: Path) -> Path:
     rng = np.random.default_rng(0)
-    for split, n in (("train", 24), ("val", 6), ("test", 6)):
+    for split, n in (("train", 12), ("val", 3), ("test", 3)):
         for c, name in enumerate(("red", "green", "blue")):
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def make_data(root: Path) -> Path:
 def command(data: Path, out: Path) -> list[str]:
     return [
         "train", "--model", "vptune_micro_vit", "--no-pretrained", "--data", f"folder:{data}",
-        "--method", "vpt-deep", "--prompt-length", "2", "--epochs", str(EPOCHS), "--batch-size", "8",
+        "--method", "vpt-deep", "--prompt-length", "2", "--epochs", str(EPOCHS), "--batch-size", "6",
         "--lr", "0.05", "--device", "cpu", "--seed", "3", "--out", str(out), "--no-progress",
     ]  # fmt: skip
 
