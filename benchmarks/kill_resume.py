@@ -7,7 +7,8 @@ Runs one uninterrupted training (micro ViT, random weights, a generated 3-class 
 per trial, starts the same run in a fresh folder and sends SIGKILL at a random point of its progress: a random
 number of finished epochs (0 to all, the last meaning during the test evaluation or the artifact write) plus a
 random fraction of an epoch's time, so kills land in start-up, epochs, checkpoint writes and the artifact write
-whatever the machine's load. It resumes the run with the same command until it finishes and checks: the artifact
+whatever the machine's load (a run that ends before its kill point is not counted; a new point is drawn). It
+resumes the run with the same command until it finishes and checks: the artifact
 loads; its tensors equal the reference's bit for bit; ``metrics.jsonl`` holds every epoch exactly once and no
 torn line. Prints one line per trial and a JSON summary; exit status 1 on any difference.
 """
@@ -141,10 +142,15 @@ def main() -> int:
         _, wall = run(command(data, ref_out), ref_out)
         reference = tensors(ref_out)
         print(f"reference: {wall:.1f} s, {len(reference)} tensors", flush=True)
-        for trial in range(args.trials):
-            out = Path(tmp) / f"trial{trial}"
+        trial, unkilled = 0, 0
+        while trial < args.trials:
+            out = Path(tmp) / f"trial{trial}-{unkilled}"
             kill_at = (rng.randint(0, EPOCHS), rng.random())
             done, _ = run(command(data, out), out, kill_at)
+            if done:  # the run ended before the drawn kill point: not a trial, draw again
+                unkilled += 1
+                print(f"(the run finished before {kill_at[0]} epochs logged + {kill_at[1]:.2f} epoch; drawn again)")
+                continue
             had_checkpoint = (out / "checkpoint.pt").is_file()
             had_artifact = (out / "task.json").is_file()
             resumes = 0
@@ -156,16 +162,24 @@ def main() -> int:
             same = set(got) == set(reference) and all(np.array_equal(got[k], reference[k]) for k in reference)
             problem = check_log(out) or (None if same else f"weights differ (max abs diff {diff:.3g})")
             failures += problem is not None
-            state = (
-                "finished before the kill"
-                if resumes == 0
-                else ("after a checkpoint" if had_checkpoint else "before the first checkpoint")
-                + (", task.json present" if had_artifact else "")
+            state = ("after a checkpoint" if had_checkpoint else "before the first checkpoint") + (
+                ", task.json present" if had_artifact else ""
             )
             where = f"{kill_at[0]} epochs logged + {kill_at[1]:.2f} epoch"
             rows.append({"trial": trial, "kill_at": where, "state": state, "ok": problem is None})
-            print(f"trial {trial}: killed at {where} ({state}): {'same weights' if same else problem}", flush=True)
-    summary = {"trials": args.trials, "reference_s": round(wall, 1), "failures": failures, "rows": rows}
+            print(
+                f"trial {trial}: killed at {where} ({state}), {resumes} resume(s): "
+                f"{'same weights' if same else problem}",
+                flush=True,
+            )
+            trial += 1
+    summary = {
+        "kills": args.trials,
+        "redrawn": unkilled,
+        "reference_s": round(wall, 1),
+        "failures": failures,
+        "rows": rows,
+    }
     print(json.dumps(summary))
     return 1 if failures else 0
 
