@@ -139,3 +139,20 @@ def test_linear_learns_a_separable_task(image_folder, tmp_path):
         }
     )
     assert fit(cfg).metrics["test_top1"] >= 0.8
+
+
+def test_resume_refuses_a_checkpoint_with_other_tensors(image_folder, tmp_path):
+    """Resume checks the checkpoint holds exactly the trainable tensors and names what differs."""
+    flags = {"train.epochs": 2}
+
+    def crash(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(run_config(image_folder, tmp_path, **flags), on_epoch_end=crash)
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state["model"]["method.extra"] = state["model"].pop("method.prompts")
+    torch.save(state, path)
+    with pytest.raises(VptuneError, match=r"missing keys \['method.prompts'\], unexpected keys \['method.extra'\]"):
+        fit(run_config(image_folder, tmp_path, **flags))
