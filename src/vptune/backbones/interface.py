@@ -148,7 +148,10 @@ class Backbone(ABC):
             checkpointing: Recompute each block's activations in the backward pass.
         """
         stop = self.depth if stop is None else stop
+        stage_starts = {s.start: k for k, s in enumerate(self.stages()) if k}  # block index -> stage entered
         for index in range(start, stop):
+            if index in stage_starts:
+                x = self.enter_stage(x, stage_starts[index])
             if before_block is not None:
                 x = before_block(x, index)
             block = self.block(index)
@@ -156,6 +159,14 @@ class Backbone(ABC):
             if mask is not None:
                 block = partial(block, attn_mask=mask)
             x = checkpoint(block, x, use_reentrant=False) if checkpointing else block(x)
+        return x
+
+    def enter_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
+        """Features leaving stage ``stage - 1`` -> features entering stage ``stage`` (e.g. Swin's patch merging).
+
+        Called by :meth:`run_blocks` before the hook of a stage's first block, so a run split at any block
+        index computes the same as an unsplit one. Default: unchanged (single-stage families never call it).
+        """
         return x
 
     @abstractmethod
