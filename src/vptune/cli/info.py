@@ -1,4 +1,4 @@
-"""``vptune methods``: what the library offers, printed without training anything."""
+"""``vptune methods`` and ``vptune models``: what the library offers, printed without training anything."""
 
 from __future__ import annotations
 
@@ -28,8 +28,24 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..backbones.catalog import format_models, models_report
+
+    report = models_report()
+    emit(report, args.json, format_models(report))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``vptune methods``."""
+    """Register ``vptune methods`` and ``vptune models``."""
     p = sub.add_parser("methods", help="list adaptation methods with their options and defaults")
     add_json(p)
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser(
+        "models",
+        help="bundled backbones, supported timm families, and whether their weights are on this machine",
+        description="Checks the bundled assets and the Hugging Face / torch.hub caches on disk; uses no network.",
+    )
+    add_json(p)
+    p.set_defaults(func=cmd_models)

@@ -15,8 +15,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, RUN_FLAGS)
     if not cfg.data.spec:
         raise VptuneError("no data given: pass --data SPEC (e.g. folder:PATH, csv:FILE, offline:digits)")
-    if args.dry_run:
-        model, data, pre = prepare(cfg)
+    if args.dry_run:  # parameter counts do not depend on the weights: build without loading (or downloading) any
+        model, data, pre = prepare(cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False})}))
         n_train = len(data.split(cfg.data.train_split))
         info = {
             **describe_run(model, data, cfg, n_train),
@@ -46,6 +46,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="adapt a backbone to a dataset and save a task artifact")
     add_config_flags(p, RUN_FLAGS)
     add_config_file_flags(p)
-    p.add_argument("--dry-run", action="store_true", help="build the model, print the parameter summary, stop")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the model with random weights (nothing downloads), print the parameter summary, stop",
+    )
     add_json(p)
     p.set_defaults(func=cmd_train)

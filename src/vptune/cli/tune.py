@@ -38,6 +38,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, TUNE_FLAGS, {"out": args.out})
     if not cfg.data.spec:
         raise VptuneError("no data given: pass --data SPEC (e.g. vtab1k:ROOT/TASK, offline:digits)")
+    if cfg.model.pretrained and not cfg.model.weights:  # before the study: Optuna would log a trial traceback
+        from ..backbones.hub import local_pretrained_file
+
+        local_pretrained_file(cfg.model.name)
     opts = TuneOptions(
         grid=args.grid,
         lrs=args.lrs,
