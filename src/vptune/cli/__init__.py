@@ -8,11 +8,13 @@ config field are declared once, in :mod:`vptune.cli.flags`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
 from ..errors import VptuneError
 from . import bench, data, demo, info, serve, task, train, tune
+from .common import Interrupted
 
 # `vptune --help` lists the commands in this order
 COMMAND_MODULES = (train, task, info, bench, tune, demo, serve, data)
@@ -51,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
             f"vptune {args.command}: error: {error_text(err, command_options(parser, args.command))}", file=sys.stderr
         )
         return 2
-    except KeyboardInterrupt:
-        print(f"vptune {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+    except BrokenPipeError:  # `vptune methods | head`: the reader left; stop quietly as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
+        return 141
+    except KeyboardInterrupt as err:
+        text = str(err) if isinstance(err, Interrupted) else "run the same command again to resume"
+        print(f"vptune {args.command}: interrupted: {text}", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,11 @@ import argparse
 from .common import add_json, emit
 
 
+def describe_optim(optim: dict) -> str:
+    """``sgd, base lr 1 (x batch/256), weight decay 0`` for a ``default_optim`` mapping."""
+    return f"{optim['optimizer']}, base lr {optim['lr']:g} (x batch/256), weight decay {optim['weight_decay']:g}"
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from ..methods import METHODS
 
@@ -18,9 +23,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
             for f, info in cls.config_cls.model_fields.items()
             if f != "name"
         }
-        rows.append({"name": name, "summary": cls.summary, "options": fields})
+        rows.append({"name": name, "summary": cls.summary, "default_optim": dict(cls.default_optim), "options": fields})
     text = "\n".join(
         f"{r['name']:<16} {r['summary']}\n"
+        + f"    default optimiser: {describe_optim(r['default_optim'])}\n"
         + "".join(f"    {k} = {v['default']!r}  {v['help']}\n" for k, v in r["options"].items())
         for r in rows
     )
@@ -38,7 +44,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``vptune methods`` and ``vptune models``."""
-    p = sub.add_parser("methods", help="list adaptation methods with their options and defaults")
+    p = sub.add_parser(
+        "methods",
+        help="list adaptation methods with their options, defaults and default optimiser",
+        description="The default optimiser applies to the optim keys you leave unset (--optimizer, --lr, --wd, "
+        "or optim.* in --config / --set); its lr is a base lr, scaled by batch/256 (optim.scale_lr, default true).",
+    )
     add_json(p)
     p.set_defaults(func=cmd_methods)
 

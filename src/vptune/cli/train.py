@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 from ..errors import VptuneError
-from .common import add_json, emit
+from .common import Interrupted, add_json, emit
 from .flags import RUN_FLAGS, add_config_file_flags, add_config_flags, config_from_args
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..engine.checkpoint import CHECKPOINT_FILE
     from ..engine.trainer import describe_run, fit, prepare
+    from ..run_folder import check_run_folder
 
     cfg = config_from_args(args, RUN_FLAGS)
     if not cfg.data.spec:
@@ -26,7 +28,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         }
         emit(info, args.json, "\n".join(f"{k}: {v}" for k, v in info.items() if k != "config"))
         return 0
-    result = fit(cfg)
+    folder = check_run_folder(cfg.to_dict(), overwrite=args.overwrite)
+    if folder.kind == "done":
+        top1 = ", ".join(f"{k} {v:.4f}" for k, v in folder.metrics.items() if k.endswith("top1"))
+        emit(
+            {"out": str(folder.path), "metrics": folder.metrics, "skipped": True},
+            args.json,
+            f"'{folder.path}' already holds this finished run ({top1}); nothing to do (--overwrite trains it again)",
+        )
+        return 0
+    try:
+        result = fit(cfg)
+    except KeyboardInterrupt:
+        if (folder.path / CHECKPOINT_FILE).is_file():
+            raise  # main: "run the same command again to resume"
+        raise Interrupted("stopped before the first checkpoint: nothing was saved; run the command again") from None
     from ..engine.distributed import is_main_process
 
     if not is_main_process():  # under torchrun only rank 0 reports
@@ -46,6 +62,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="adapt a backbone to a dataset and save a task artifact")
     add_config_flags(p, RUN_FLAGS)
     add_config_file_flags(p)
+    p.add_argument("--overwrite", action="store_true", help="replace a finished task in --out (refused otherwise)")
     p.add_argument(
         "--dry-run",
         action="store_true",

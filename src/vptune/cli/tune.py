@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 
-from .common import add_json
+from .common import Interrupted, add_json
 from .flags import add_config_file_flags, add_config_flags, config_from_args, run_flags
 
 # the train command's flags, less those the search itself sets (lr, wd) or declares with its own meaning (out)
@@ -29,6 +32,28 @@ def _lengths(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'paper' or comma-separated integers, got '{text}'") from None
+
+
+class _DropInterruptedTrial(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C with its traceback; the command prints one line instead."""
+
+    interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted = True
+            return False
+        return not (self.interrupted and "failed with value" in record.getMessage())
+
+
+@contextlib.contextmanager
+def quiet_interrupted_trials() -> Iterator[None]:
+    logger, drop = logging.getLogger("optuna.study._optimize"), _DropInterruptedTrial()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -54,7 +79,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
         trials=args.trials,
         progress=not args.json,
     )
-    best = tune(cfg, args.out, opts)
+    try:
+        with quiet_interrupted_trials():
+            best = tune(cfg, args.out, opts)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"finished trials are kept in {opts.storage or args.out + '/study.db'}; run the same command again to "
+            "continue the search"
+        ) from None
     if args.json:
         print(json.dumps({k: v for k, v in best.items() if k != "all_trials"}, indent=2))
     else:
