@@ -22,7 +22,7 @@ from typing import Any
 
 # small grids over each optimiser's base lr (x batch/256) and weight decay
 GRIDS: dict[str, dict[str, list[float]]] = {
-    "sgd": {"lr": [0.25, 1.0, 4.0], "weight_decay": [0.0]},
+    "sgd": {"lr": [0.1, 0.5, 2.0], "weight_decay": [0.0]},
     "adamw": {"lr": [1e-3, 4e-3, 1.6e-2], "weight_decay": [0.05]},
 }
 OLD = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4, "scale_lr": False}
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/default-optim")
     ap.add_argument("--task", default="digits", help="offline task")
     ap.add_argument("--epochs", type=int, default=5, help="epochs per run (the CLI default is 10)")
-    ap.add_argument("--methods", help="comma-separated subset (default: every method)")
+    ap.add_argument("--methods", help="comma-separated methods, run in this order (default: every method)")
     ap.add_argument("--old", action="store_true", help="also train with the settings used before defaults existed")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table", action="store_true", help="only print the table of the runs done so far")

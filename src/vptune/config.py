@@ -8,6 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .config_keys import check_keys
 from .errors import ConfigError
 from .methods import MethodConfig, get_method, parse_method_config
 from .methods.base import format_validation_error
@@ -17,7 +18,7 @@ from .unset import UNSET
 DEFAULT_METHOD = "vpt-deep"
 # Base lr / weight decay when the user picks an optimiser other than the method's default (docs/default-optim.md)
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"lr": 1.0, "weight_decay": 0.0},
+    "sgd": {"lr": 0.5, "weight_decay": 0.0},
     "adamw": {"lr": 4e-3, "weight_decay": 0.05},
 }
 
@@ -202,6 +203,9 @@ def build_config(
             set_dotted(tree, key, value)
     for item in overrides or []:
         set_dotted(tree, *parse_override(item))
+    if isinstance(tree.get("method"), dict):  # --set method.prompt_length=5 alone: options of the default method
+        tree["method"].setdefault("name", DEFAULT_METHOD)
+    check_keys(tree)
     if "method" in tree:  # validated first so that its errors name method fields directly
         tree["method"] = parse_method_config(tree["method"])
     _fill_optim(tree)

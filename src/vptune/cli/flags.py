@@ -148,12 +148,15 @@ def flag_values(args: argparse.Namespace, flags: tuple[ConfigFlag, ...]) -> dict
 
 
 def config_from_args(
-    args: argparse.Namespace, flags: tuple[ConfigFlag, ...], extra: dict[str, Any] | None = None
+    args: argparse.Namespace,
+    flags: tuple[ConfigFlag, ...],
+    extra: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults < ``--config`` YAML < flags (and ``extra`` keys) < ``--set``: one validated ``RunConfig``."""
+    """Defaults < ``--config`` YAML < ``base`` keys < flags (and ``extra`` keys) < ``--set``: one ``RunConfig``."""
     from ..config import build_config
 
-    values = {**flag_values(args, flags), **(extra or {})}
+    values = {**(base or {}), **flag_values(args, flags), **(extra or {})}
     if getattr(args, "json", False):
         values["train.progress"] = False
     return build_config(args.config, values, args.set)

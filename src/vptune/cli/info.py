@@ -1,4 +1,4 @@
-"""``vptune methods`` and ``vptune models``: what the library offers, printed without training anything."""
+"""``vptune methods``, ``models`` and ``config``: what the library offers, printed without training anything."""
 
 from __future__ import annotations
 
@@ -42,8 +42,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from ..config_keys import config_keys, format_keys
+
+    rows = config_keys()
+    emit(rows, args.json, format_keys(rows))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``vptune methods`` and ``vptune models``."""
+    """Register ``vptune methods``, ``vptune models`` and ``vptune config``."""
     p = sub.add_parser(
         "methods",
         help="list adaptation methods with their options, defaults and default optimiser",
@@ -60,3 +68,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     add_json(p)
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "config",
+        help="every config key (for --config YAML and --set KEY=VALUE) with its type, default and description",
+    )
+    add_json(p)
+    p.set_defaults(func=cmd_config)

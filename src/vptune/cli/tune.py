@@ -13,7 +13,7 @@ from .common import Interrupted, add_json
 from .flags import add_config_file_flags, add_config_flags, config_from_args, run_flags
 
 # the train command's flags, less those the search itself sets (lr, wd) or declares with its own meaning (out)
-TUNE_FLAGS = run_flags(without=("optim.lr", "optim.weight_decay", "out", "data.skip_bad_images"))
+TUNE_FLAGS = run_flags(without=("optim.lr", "optim.weight_decay", "out"))
 
 
 def _floats(text: str) -> list[float]:

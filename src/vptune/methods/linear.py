@@ -13,7 +13,7 @@ class LinearConfig(MethodConfig):
 class Linear(Method):
     name = "linear"
     summary = "Linear: head only, backbone frozen"
-    default_optim = {"optimizer": "sgd", "lr": 1.0, "weight_decay": 0.0}  # docs/default-optim.md
+    default_optim = {"optimizer": "sgd", "lr": 0.4, "weight_decay": 0.0}  # docs/default-optim.md
     config_cls = LinearConfig
 
     def frozen_prefix_blocks(self) -> int:

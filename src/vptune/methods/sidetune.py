@@ -55,7 +55,7 @@ class Sidetune(Method):
 
     name = "sidetune"
     summary = "Sidetune: side ConvNet blended with the frozen features"
-    default_optim = {"optimizer": "sgd", "lr": 1.0, "weight_decay": 0.0}  # docs/default-optim.md
+    default_optim = {"optimizer": "adamw", "lr": 4e-3, "weight_decay": 0.05}  # docs/default-optim.md
     config_cls = SidetuneConfig
     config: SidetuneConfig
 
