@@ -15,6 +15,7 @@ class Linear(Method):
     summary = "Linear: head only, backbone frozen"
     default_optim = {"optimizer": "sgd", "lr": 0.4, "weight_decay": 0.0}  # docs/default-optim.md
     config_cls = LinearConfig
+    shares_backbone_pass = True
 
     def frozen_prefix_blocks(self) -> int:
         """Everything up to the head is frozen: features are cached per image when there is no augmentation."""
