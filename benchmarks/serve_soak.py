@@ -304,7 +304,7 @@ def main() -> int:
         server = ctx.Process(target=run_server, args=(str(root), ports, args.threads), daemon=True)
         server.start()
         try:
-            port = ports.get(timeout=120)
+            port = ports.get(timeout=900)  # start-up is slow on a saturated machine
             url = f"http://127.0.0.1:{port}"
             for _ in range(300):
                 try:
