@@ -124,5 +124,6 @@ class OnnxFormat(ExportFormat):
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001  (onnxruntime raises its own exception types)
-            raise ExportError(f"onnxruntime cannot load '{path}' ({str(err).splitlines()[0]}); export it again")
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ExportError(f"onnxruntime cannot load '{path}' ({reason}); export it again") from None
         return lambda batch: session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
