@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import TINY, make_image_folder, tiny_model
+from PIL import Image
 
 from vptune.export import ExportError, check_export, export_task, sidecar_path
 from vptune.model import build_model
+from vptune.predict import Predictor
 from vptune.tasks import load_task, save_task
 
 onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'vptune[export]'")
@@ -224,3 +227,32 @@ def test_check_images_fall_back_to_bundled_digits(one_thread, tmp_path):
     given = make_image_folder(tmp_path / "imgs", classes=["a"], n_train=2, n_val=0, n_test=0) / "train" / "a"
     check = check_export(tmp_path / "m.pt", task, images=sorted(given.iterdir()))
     assert check["images"] == 2 and check["source"] == "2 given images"
+
+
+def deploy_snippet() -> dict:
+    """Execute the onnxruntime-only example of docs/deploy.md and return its namespace."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "deploy.md").read_text()
+    section = text.split("## Running an exported ONNX file with onnxruntime only", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/deploy.md", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("augment", ["none", "flip-crop"])
+def test_docs_onnxruntime_example_matches_predictor(one_thread, tmp_path, data_spec, augment):
+    model = trained_like(METHODS["vpt-deep"])
+    pre = {**PRE, "augment": augment, "interpolation": "bicubic"}
+    save_task(tmp_path / "t", model, classes=CLASSES, preprocessing=pre, backbone_source=SRC)
+    out = tmp_path / "m.onnx"
+    export_task(tmp_path / "t", "onnx", out, exporter="torchscript")  # the fast exporter: the snippet is tested
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(50, 41), (37, 64), (32, 32)]):  # (H, W): tall, wide, exact
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(paths[-1])
+    got = deploy_snippet()["predict"](str(out), [str(p) for p in paths], top_k=3)
+    want = Predictor.from_dir(tmp_path / "t", device="cpu").predict(paths, top_k=3)
+    for g, w in zip(got, want):
+        assert [label for label, _ in g] == [d["label"] for d in w]
+        np.testing.assert_allclose([s for _, s in g], [d["score"] for d in w], atol=1e-5)
