@@ -13,7 +13,7 @@ import torch
 from conftest import TINY, make_image_folder, tiny_model
 from PIL import Image
 
-from vptune.export import ExportError, check_export, export_task, sidecar_path
+from vptune.export import ExportError, check_export, export_task, format_names, sidecar_path
 from vptune.model import build_model
 from vptune.predict import Predictor
 from vptune.tasks import load_task, save_task
@@ -256,3 +256,34 @@ def test_docs_onnxruntime_example_matches_predictor(one_thread, tmp_path, data_s
     for g, w in zip(got, want):
         assert [label for label, _ in g] == [d["label"] for d in w]
         np.testing.assert_allclose([s for _, s in g], [d["score"] for d in w], atol=1e-5)
+
+
+def run_cli(argv: list[str]) -> int:
+    """``vptune export ...`` through the real entry point."""
+    from vptune.cli import main
+
+    return main(["export", *argv])
+
+
+def test_cli_export_and_its_errors(one_thread, tasks, tmp_path, capsys):
+    out = tmp_path / "cli.pt"
+    assert run_cli([str(tasks["lora"]), "--format", "torchscript", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "check passed: max |logit diff|" in printed
+    assert json.loads(sidecar_path(out).read_text())["lora_merged_layers"] == 12
+    assert run_cli([str(tasks["lora"]), "--format", "torchscript", "--out", str(out)]) == 2
+    assert "exists; choose another --out or pass --overwrite" in capsys.readouterr().err
+    args = [str(tasks["linear"]), "--format", "torchscript", "--out", str(out), "--overwrite", "--no-check", "--json"]
+    assert run_cli(args) == 0
+    assert json.loads(capsys.readouterr().out)["check"] == "skipped (--no-check)"
+    with pytest.raises(SystemExit):
+        run_cli([str(tasks["linear"]), "--format", "tflite", "--out", str(out)])
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+    assert run_cli([str(tmp_path / "nothing"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "is not a task folder" in capsys.readouterr().err
+
+
+def test_cli_format_choices_follow_the_registry():
+    from vptune.export.command import FORMAT_CHOICES
+
+    assert sorted(FORMAT_CHOICES) == format_names()
