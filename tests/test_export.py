@@ -283,7 +283,10 @@ def test_cli_export_and_its_errors(one_thread, tasks, tmp_path, capsys):
     assert "is not a task folder" in capsys.readouterr().err
 
 
-def test_cli_format_choices_follow_the_registry():
-    from vptune.export.command import FORMAT_CHOICES
+def test_cli_choices_and_defaults_follow_the_library():
+    from vptune.cli.export import DEFAULT_ATOL, EXPORTER_CHOICES, FORMAT_CHOICES
+    from vptune.export import ATOL
+    from vptune.export.onnx_format import EXPORTERS
 
-    assert sorted(FORMAT_CHOICES) == format_names()
+    assert sorted(FORMAT_CHOICES) == format_names() and DEFAULT_ATOL == ATOL
+    assert EXPORTER_CHOICES == EXPORTERS

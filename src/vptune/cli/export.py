@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
-from .check import ATOL
+from .common import add_backbone_overrides, add_json, backbone_kwargs, emit
 
-FORMAT_CHOICES = ("onnx", "torchscript")  # kept in step with the registry by tests/test_export.py
+# kept in step with vptune.export (imported only when the command runs) by tests/test_export.py
+FORMAT_CHOICES = ("onnx", "torchscript")
+EXPORTER_CHOICES = ("auto", "dynamo", "torchscript")
+DEFAULT_ATOL = 1e-4
 
 HELP = "export a task as one ONNX or TorchScript file (backbone + method + head), checked against PyTorch"
 DESCRIPTION = """\
@@ -19,8 +20,8 @@ test data, else the bundled digits) through the task's preprocessing and must ma
 --atol; otherwise nothing is written. ONNX needs: pip install 'vptune[export]'. See docs/deploy.md."""
 
 
-def add_export_command(sub: Any) -> argparse.ArgumentParser:
-    """Register ``export`` on an argparse sub-parser collection; the handler is :func:`cmd_export`."""
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``export``."""
     p = sub.add_parser("export", help=HELP, description=DESCRIPTION)
     p.add_argument("task", metavar="DIR", help="task folder (task.json + task.safetensors)")
     p.add_argument("--format", choices=FORMAT_CHOICES, default="onnx", help="file format (default: onnx)")
@@ -28,32 +29,23 @@ def add_export_command(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing FILE and FILE.json")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime/TorchScript check (not advised)")
     p.add_argument("--check-images", nargs="+", metavar="IMAGE", help="image files for the check")
-    p.add_argument("--atol", type=float, default=ATOL, help=f"largest allowed |logit difference| (default {ATOL:g})")
+    atol_help = f"largest allowed |logit difference| (default {DEFAULT_ATOL:g})"
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=atol_help)
     p.add_argument(
         "--exporter",
-        choices=("auto", "dynamo", "torchscript"),
+        choices=EXPORTER_CHOICES,
         default="auto",
         help="ONNX exporter: auto tries torch.onnx's dynamo exporter, then the TorchScript-based one",
     )
-    p.add_argument("--model", help="override the backbone name recorded in the task")
-    p.add_argument("--weights", help="load the backbone from this local file")
-    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (tests only)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_backbone_overrides(p, device=False)  # export and check run on the CPU
+    add_json(p)
     p.set_defaults(func=cmd_export)
-    return p
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Run ``vptune export`` and print what was written."""
-    from .api import export_task
+    from ..export import export_task
 
-    backbone: dict[str, Any] = {}
-    if args.model:
-        backbone["model_name"] = args.model
-    if args.weights:
-        backbone["weights"] = args.weights
-    if args.no_pretrained:
-        backbone["pretrained"] = False
     result = export_task(
         args.task,
         args.format,
@@ -63,12 +55,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         images=args.check_images,
         atol=args.atol,
         exporter=args.exporter,
-        **backbone,
+        **backbone_kwargs(args),
     )
     info = result.summary()
-    if args.json:
-        print(json.dumps(info, indent=2, default=str))
-        return 0
     check = result.check
     verdict = (
         f"check passed: max |logit diff| {check['max_abs_diff']:.2e} <= {check['atol']:g} on {check['images']} "
@@ -76,6 +65,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         if check
         else "check skipped (--no-check)"
     )
-    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB, {info['exporter']}) and {info['metadata']}")
-    print(verdict)
+    text = f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB, {info['exporter']}) and {info['metadata']}\n{verdict}"
+    emit(info, args.json, text)
     return 0
