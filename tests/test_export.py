@@ -207,6 +207,7 @@ def test_existing_output_is_never_overwritten_silently(one_thread, tasks, tmp_pa
     [
         ({"format": "tflite"}, "unknown export format 'tflite'; choose one of: onnx, torchscript"),
         ({"format": "onnx", "exporter": "tf2onnx"}, "unknown ONNX exporter 'tf2onnx'"),
+        ({"format": "torchscript", "exporter": "dynamo"}, "exporter 'dynamo' applies to ONNX only"),
     ],
 )
 def test_bad_options_give_clear_errors(tasks, tmp_path, kwargs, message):

@@ -170,8 +170,7 @@ def export_task(
     written: dict[str, Any] = {}
 
     def write(tmp: str) -> None:
-        options = {"exporter": exporter} if fmt.name == "onnx" else {}
-        written["info"] = fmt.write(wrapper, example, Path(tmp), meta, **options)
+        written["info"] = fmt.write(wrapper, example, Path(tmp), meta, exporter)
         if batch is not None:
             written["check"] = {"source": source, **_check_file(fmt, Path(tmp), task, batch, reference, atol)}
 

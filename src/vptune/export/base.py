@@ -38,8 +38,12 @@ class ExportFormat(ABC):
     suffix: str
 
     @abstractmethod
-    def write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    def write(
+        self, model: torch.nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any], exporter: str = "auto"
+    ) -> dict[str, Any]:
         """Write ``model`` (``images (B, 3, H, W) -> logits (B, C)``) and ``meta`` into ``path``.
+
+        ``exporter`` picks among the format's exporters; ``auto`` is the format's default.
 
         Returns:
             What was used to write it (``exporter``, ``opset``, ...), recorded in the sidecar JSON.

@@ -23,7 +23,11 @@ class TorchScriptFormat(ExportFormat):
     name = "torchscript"
     suffix = ".pt"
 
-    def write(self, model: torch.nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    def write(
+        self, model: torch.nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any], exporter: str = "auto"
+    ) -> dict[str, Any]:
+        if exporter != "auto":
+            raise ExportError(f"exporter '{exporter}' applies to ONNX only; TorchScript is always written by tracing")
         info = {"exporter": f"torch.jit.trace (torch {torch.__version__})"}
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings on Python ints taken from shapes; deprecation notes
