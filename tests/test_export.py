@@ -111,7 +111,8 @@ def test_export_matches_pytorch_for_batch_1_and_3(one_thread, tasks, exported, m
     if method == "lora":
         assert result.meta["lora_merged_layers"] == 2 * 6  # qkv + fc1 in each of the 6 blocks
         if fmt == "torchscript":
-            assert "lora_A" not in str(torch.jit.load(str(out)).code_with_constants)
+            names = [n for n, _ in torch.jit.load(str(out)).named_parameters()]
+            assert names and not [n for n in names if "lora" in n]  # merged: plain Linear layers only
 
 
 def test_onnx_metadata_round_trip(one_thread, tasks, exported):
