@@ -150,6 +150,23 @@ def test_torchscript_based_onnx_exporter_on_request(one_thread, tasks, tmp_path)
     assert result.check["max_abs_diff"] <= 1e-4
 
 
+def test_auto_falls_back_when_dynamo_fails_and_records_why(one_thread, tasks, tmp_path, monkeypatch):
+    from vptune.export import onnx_format
+
+    def failing(model, example):
+        raise RuntimeError("unsupported operator aten::foo\nmore detail")
+
+    monkeypatch.setattr(onnx_format, "_export_dynamo", failing)
+    result = export_task(tasks["linear"], "onnx", tmp_path / "a.onnx")
+    assert result.meta["exporter"] == "torch.onnx.export (TorchScript-based, dynamo=False)"
+    assert result.meta["dynamo_failure"] == "unsupported operator aten::foo"
+    assert json.loads(sidecar_path(result.path).read_text())["dynamo_failure"] == "unsupported operator aten::foo"
+    assert result.check["max_abs_diff"] <= 1e-4
+    with pytest.raises(ExportError, match="the dynamo ONNX exporter failed: unsupported operator aten::foo"):
+        export_task(tasks["linear"], "onnx", tmp_path / "b.onnx", exporter="dynamo")
+    assert not (tmp_path / "b.onnx").exists()
+
+
 def perturb_largest_initializer(path) -> None:
     from onnx import numpy_helper
 
