@@ -27,7 +27,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMAT_CHOICES, default="onnx", help="file format (default: onnx)")
     p.add_argument("--out", required=True, metavar="FILE", help="model file to write, e.g. model.onnx or model.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing FILE and FILE.json")
-    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime/TorchScript check (not advised)")
+    p.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the written file on real images and compare its logits with PyTorch's (default: on; --no-check "
+        "skips it, not advised)",
+    )
     p.add_argument("--check-images", nargs="+", metavar="IMAGE", help="image files for the check")
     atol_help = f"largest allowed |logit difference| (default {DEFAULT_ATOL:g})"
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=atol_help)
@@ -50,7 +56,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.task,
         args.format,
         args.out,
-        check=not args.no_check,
+        check=args.check,
         overwrite=args.overwrite,
         images=args.check_images,
         atol=args.atol,
