@@ -137,10 +137,9 @@ def settings_digest(cfg: RunConfig, space: dict[str, list[Any]]) -> tuple[str, d
 
 
 def _import_optuna() -> Any:
-    try:
-        import optuna
-    except ModuleNotFoundError:
-        raise VptuneError("vptune tune needs Optuna: pip install 'optuna>=3.5'") from None
+    """Optuna (a required dependency), imported on first use because its import is slow."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
     return optuna

@@ -2,8 +2,7 @@
 
 from typing import Literal
 
-from torch import nn
-
+from ..backbones import Backbone
 from .base import Method, MethodConfig, register_method
 
 
@@ -18,5 +17,5 @@ class Full(Method):
     config_cls = FullConfig
     trains_backbone = True
 
-    def attach(self, backbone: nn.Module) -> None:
-        backbone.requires_grad_(True)
+    def attach(self, backbone: Backbone) -> None:
+        backbone.module.requires_grad_(True)
