@@ -128,8 +128,10 @@ def test_dry_run_json_cli(tmp_path, capsys):
     ]
     assert plan["counts"]["total"] == len(plan["runs"]) and not any(r["done"] for r in plan["runs"])
     assert not (tmp_path / "runs").exists()
-    assert main(["bench", "vtab1k", "--out", str(tmp_path), "--dry-run", "--methods", "vpt-deep"]) == 0
-    assert "<data-root>" in capsys.readouterr().out
+    # without --data-root: the plan over placeholders, and exit 1 naming the missing task folders
+    assert main(["bench", "vtab1k", "--out", str(tmp_path), "--dry-run", "--methods", "vpt-deep"]) == 1
+    out, err = capsys.readouterr()
+    assert "<data-root>" in out and "19 task folders missing" in err
 
 
 @pytest.fixture(scope="module")

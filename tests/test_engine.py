@@ -63,7 +63,7 @@ def test_no_weight_decay_on_biases_and_head_bias(image_folder, tmp_path):
     from conftest import tiny_model
 
     model = tiny_model({"name": "vpt-deep", "prompt_length": 2})
-    cfg = run_config(image_folder, tmp_path).optim
+    cfg = run_config(image_folder, tmp_path, **{"optim.weight_decay": 1e-4}).optim  # vpt-deep defaults to wd 0
     groups = build_optimizer(model, cfg, 8).param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     assert id(model.head.bias) not in decayed

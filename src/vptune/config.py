@@ -8,9 +8,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .config_keys import check_keys
 from .errors import ConfigError
-from .methods import MethodConfig, parse_method_config
+from .methods import MethodConfig, get_method, parse_method_config
 from .methods.base import format_validation_error
+from .run_folder import default_out
+from .unset import UNSET
+
+DEFAULT_METHOD = "vpt-deep"
+# Base lr / weight decay when the user picks an optimiser other than the method's default (docs/default-optim.md)
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"lr": 0.5, "weight_decay": 0.0},
+    "adamw": {"lr": 4e-3, "weight_decay": 0.05},
+}
 
 
 class _Section(BaseModel):
@@ -45,10 +55,17 @@ class DataConfig(_Section):
 
 
 class OptimConfig(_Section):
+    """Optimiser settings. ``optimizer``, ``lr`` and ``weight_decay`` left unset come from the method's
+    ``default_optim`` (``vptune methods`` lists them); the field defaults below apply to direct construction."""
+
     optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (with momentum) or adamw")
-    lr: float = Field(0.1, gt=0.0, description="learning rate (base lr when scale_lr is true)")
-    scale_lr: bool = Field(False, description="use lr * batch_size / 256 (the paper's rule)")
-    weight_decay: float = Field(1e-4, ge=0.0, description="weight decay (not applied to biases and 1-d parameters)")
+    lr: float = Field(
+        1.0, gt=0.0, description="base learning rate: the step size is lr x batch/256 unless optim.scale_lr is false"
+    )
+    scale_lr: bool = Field(
+        True, description="step size = lr x batch_size / 256, for SGD and AdamW alike (the official VPT code's rule)"
+    )
+    weight_decay: float = Field(0.0, ge=0.0, description="weight decay (not applied to biases and 1-d parameters)")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     warmup_epochs: float = Field(1.0, ge=0.0, description="linear warmup, then cosine decay to 0, per iteration")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
@@ -90,10 +107,12 @@ class RunConfig(_Section):
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-    method: MethodConfig = Field(default_factory=lambda: parse_method_config({"name": "vpt-deep"}))
+    method: MethodConfig = Field(default_factory=lambda: parse_method_config({"name": DEFAULT_METHOD}))
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    out: str = Field("runs/train", description="output folder: checkpoints, metrics, task artifact")
+    out: str = Field(
+        "runs/train", description="output folder: checkpoints, metrics, task artifact (build_config: runs/DATA-METHOD)"
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -146,22 +165,54 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def method_optim_defaults(method: str, optimizer: str | None = None) -> dict[str, Any]:
+    """Optim keys for ``method`` when the user sets none: its ``default_optim``, or, when the user picked another
+    ``optimizer``, that optimiser's generic lr / weight decay (:data:`OPTIMIZER_DEFAULTS`)."""
+    defaults = dict(get_method(method).default_optim)
+    if optimizer is not None and optimizer != defaults.get("optimizer"):
+        return dict(OPTIMIZER_DEFAULTS.get(optimizer, {}))
+    return defaults
+
+
+def _fill_optim(tree: dict[str, Any]) -> None:
+    """Fill the optim keys the user left unset from the method's defaults (before validation)."""
+    method = tree.get("method")
+    name = method.name if isinstance(method, MethodConfig) else DEFAULT_METHOD
+    optim = tree.setdefault("optim", {})
+    if isinstance(optim, dict):  # anything else is reported by validation
+        for key, value in method_optim_defaults(name, optim.get("optimizer")).items():
+            optim.setdefault(key, value)
+
+
 def build_config(
     yaml_path: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
 ) -> RunConfig:
-    """Merge defaults < YAML file < explicit flags (dotted keys) < ``--set`` overrides, then validate."""
+    """Merge defaults < YAML file < explicit flags (dotted keys) < ``--set`` overrides, then validate.
+
+    Flags whose value is :data:`UNSET` are skipped; ``None`` is a value (e.g. ``data.val_split: None``). Optim
+    keys left unset everywhere come from the method's ``default_optim`` (:func:`method_optim_defaults`); an
+    unset ``out`` is ``runs/DATA-METHOD`` (:func:`vptune.run_folder.default_out`).
+    """
     tree: dict[str, Any] = load_yaml(yaml_path) if yaml_path else {}
     if isinstance(tree.get("method"), str):
         tree["method"] = {"name": tree["method"]}
     for key, value in (flags or {}).items():
-        if value is not None:
+        if value is not UNSET:
             set_dotted(tree, key, value)
     for item in overrides or []:
         set_dotted(tree, *parse_override(item))
+    if isinstance(tree.get("method"), dict):  # --set method.prompt_length=5 alone: options of the default method
+        tree["method"].setdefault("name", DEFAULT_METHOD)
+    check_keys(tree)
     if "method" in tree:  # validated first so that its errors name method fields directly
         tree["method"] = parse_method_config(tree["method"])
+    _fill_optim(tree)
+    spec = (tree.get("data") or {}).get("spec") if isinstance(tree.get("data"), dict) else None
+    if "out" not in tree and spec:
+        method = tree.get("method")
+        tree["out"] = default_out(spec, method.name if isinstance(method, MethodConfig) else DEFAULT_METHOD)
     try:
         return RunConfig(**tree)
     except ValidationError as err:

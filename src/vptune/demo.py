@@ -55,14 +55,14 @@ def demo_config(task: str, method: str, out: Path, epochs: int, progress: bool, 
         "method.head_init": "small",
         "train.epochs": epochs,
         "train.batch_size": 64,
+        "data.val_split": None,  # trains on train800val200: no held-out split to score each epoch
         "optim.warmup_epochs": 1.0,
+        "optim.scale_lr": False,  # DEMO_METHODS' learning rates are the step sizes themselves
         "train.progress": progress,
         "out": str(out / task / method),
         **DEMO_METHODS[method],
     }
-    cfg = build_config(flags=flags)
-    cfg.data.val_split = None  # trains on train800val200: no held-out split to score each epoch
-    return cfg
+    return build_config(flags=flags)
 
 
 def run_demo(

@@ -94,6 +94,7 @@ def pretrain(recipe: PretrainRecipe, out_dir: str | Path, *, progress: bool = Tr
             "method.head_init": "small",
             "optim.optimizer": "adamw",
             "optim.lr": recipe.lr,
+            "optim.scale_lr": False,
             "optim.weight_decay": recipe.weight_decay,
             "optim.warmup_epochs": recipe.warmup_steps / steps_per_epoch,
             "train.max_steps": recipe.steps,

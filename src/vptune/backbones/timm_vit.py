@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
+from .hub import local_pretrained_file
 from .interface import BackboneInfo, wrap_backbone
 from .vit import VIT_SEAMS
 
@@ -49,6 +50,8 @@ def create_vit(
         close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:8]
         hint = f" Similar names: {', '.join(close)}." if close else ""
         raise ConfigError(f"model.name: '{name}' is not a timm model.{hint}")
+    if pretrained and weights is None and (cached := local_pretrained_file(name)):  # fails fast when offline
+        kwargs["pretrained_cfg_overlay"] = {"file": cached, "custom_load": cached.endswith(".npz")}
     try:
         # random init is seeded so that a --no-pretrained backbone is the same on every load (hash matches)
         with torch.random.fork_rng(devices=[]):

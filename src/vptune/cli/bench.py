@@ -6,8 +6,47 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from ..errors import VptuneError
 from .common import add_device, add_json, add_no_progress, names
+
+NO_OUT = "<no --out>"  # dry runs without --out: nothing is done yet
+
+
+def missing_task_folders(suite: Any, tasks: list[dict[str, Any]]) -> list[str]:
+    """Task folders a vtab1k / fgvc plan needs that are not under --data-root (all of them without one)."""
+    if suite.benchmark not in ("vtab1k", "fgvc"):
+        return []
+    from ..data.fgvc import find_fgvc_dataset
+    from ..data.vtab import find_vtab_task, resolve_task_dir
+
+    if not suite.data_root:
+        return [t["name"] for t in tasks]
+    root, find = (
+        Path(suite.data_root).expanduser(),
+        find_vtab_task if suite.benchmark == "vtab1k" else find_fgvc_dataset,
+    )
+    missing = []
+    for t in tasks:
+        entry = find(t["name"])
+        if resolve_task_dir(root, t["name"], tuple(getattr(entry, "aliases", ()))) is None:
+            missing.append(t["name"])
+    return missing
+
+
+def missing_advice(suite: Any, missing: list[str]) -> str:
+    """One paragraph: which folders are missing under which root, and how to get and check them."""
+    where = f"under --data-root '{suite.data_root}'" if suite.data_root else "(no --data-root given)"
+    get = (
+        "export them with vptune.data.tfds_export.export_tfds_task (needs tensorflow-datasets; docs/benchmarks.md)"
+        if suite.benchmark == "vtab1k"
+        else "download the FGVC data sets into ROOT/NAME folders (docs/benchmarks.md)"
+    )
+    return (
+        f"vptune bench: {len(missing)} task folders missing {where}: {', '.join(missing)}; {get}, then check them "
+        f"with `vptune data check --suite {suite.benchmark} --root ROOT`"
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -16,7 +55,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, args.set, data_root=args.data_root)
     tasks, methods = names(args.tasks), names(args.methods)
     if args.dry_run:
-        plan = build_plan(suite, args.out, tasks, methods)
+        plan = build_plan(suite, args.out or NO_OUT, tasks, methods)
+        missing = missing_task_folders(suite, plan["tasks"])
+        if missing:
+            plan["missing_task_folders"] = missing
         if args.json:
             print(json.dumps(plan, indent=2))
         else:
@@ -27,7 +69,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 grid = m["grid"]
                 print(f"  method {m['name']:<20} {m['optimizer']:<6} {len(grid['lr'])} lr x {len(grid['wd'])} wd")
             print("runs: " + ", ".join(f"{k} {v}" for k, v in plan["counts"].items()))
+        if missing:
+            print(missing_advice(suite, missing), file=sys.stderr)
+            return 1
         return 0
+    if not args.out:
+        raise VptuneError("pass --out DIR (runs, result JSONs and the report go there)")
     summary = run_suite(suite, args.out, tasks=tasks, methods=methods, progress=not args.no_progress)
     if not args.no_report:
         rep = write_report(args.out)
@@ -79,7 +126,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="shipped suite (vtab1k, fgvc, offline, offline-quick, offline-prompt-length, offline-low-data) or a suite "
         "YAML file",
     )
-    p.add_argument("--out", required=True, help="output folder: runs/, result JSONs, report")
+    p.add_argument("--out", help="output folder: runs/, result JSONs, report (required unless --dry-run)")
     p.add_argument("--data-root", help="ROOT of the vtab1k / fgvc tree (vtab1k:ROOT/TASK, fgvc:ROOT/NAME)")
     p.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     p.add_argument("--methods", help="comma-separated subset of the suite's method labels")
@@ -90,7 +137,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a suite field, e.g. --set epochs=5 --set seeds=[0,1]; repeatable",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, tasks, class counts); train nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (runs, tasks, class counts); train nothing; exit 1 naming missing task folders",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     add_no_progress(p)
     add_json(p)

@@ -7,6 +7,10 @@ import json
 from typing import Any
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the one line ``vptune`` prints instead of its generic advice."""
+
+
 def emit(data: Any, as_json: bool, text: str | None = None) -> None:
     """Print JSON (machine-readable) or a human-readable text."""
     print(json.dumps(data, indent=2, default=str) if as_json or text is None else text)

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from ..unset import UNSET
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -44,6 +47,9 @@ class ConfigFlag:
         return self.option.lstrip("-").replace("-", "_")
 
 
+# optimiser keys whose default comes from the method (Method.default_optim)
+METHOD_DEFAULT_KEYS = ("optim.optimizer", "optim.lr", "optim.weight_decay")
+
 # Every flag that maps onto a run-config field, in the order `train --help` lists them.
 RUN_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("model.name", "--model"),
@@ -61,7 +67,7 @@ RUN_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("train.seed"),
     ConfigFlag("train.device"),
     ConfigFlag("data.skip_bad_images", const=True, help="skip and count unreadable images"),
-    ConfigFlag("out"),
+    ConfigFlag("out", help="output folder: checkpoints, metrics, task artifact; resumes an unfinished run"),
     ConfigFlag("train.progress", "--no-progress", const=False, help="no progress bars"),
 )
 
@@ -101,16 +107,33 @@ def _value_type(annotation: Any) -> tuple[Any, list[Any] | None]:
     return (annotation if annotation in (int, float, str) else str), None
 
 
+def default_note(flag: ConfigFlag, field: FieldInfo) -> str:
+    """`` (default: X)`` for the help text; optimiser keys default to the method's (``vptune methods``)."""
+    if flag.const is not None:
+        return ""
+    if flag.key in METHOD_DEFAULT_KEYS:
+        return " (default: the method's, see `vptune methods`)"
+    if flag.key == "method.name":
+        from ..config import DEFAULT_METHOD
+
+        return f" (default: {DEFAULT_METHOD})"
+    if flag.key == "out":
+        return " (default: runs/DATA-METHOD, e.g. runs/digits-vpt-deep)"
+    if field.default in (None, "") or field.default is PydanticUndefined:
+        return ""
+    return f" (default: {field.default})"
+
+
 def add_config_flags(parser: argparse.ArgumentParser, flags: tuple[ConfigFlag, ...]) -> None:
     """Declare ``flags`` on ``parser``; types, choices and help come from the config fields."""
     for f in flags:
         field = config_field(f.key)
-        text = f.help or field.description or ""
+        text = (f.help or field.description or "") + default_note(f, field)
         if f.const is not None:
-            parser.add_argument(f.option, dest=f.dest, action="store_const", const=f.const, help=text)
+            parser.add_argument(f.option, dest=f.dest, action="store_const", const=f.const, default=UNSET, help=text)
             continue
         kind, choices = _value_type(field.annotation)
-        parser.add_argument(f.option, dest=f.dest, type=kind, choices=choices, help=text)
+        parser.add_argument(f.option, dest=f.dest, type=kind, choices=choices, default=UNSET, help=text)
 
 
 def add_config_file_flags(parser: argparse.ArgumentParser) -> None:
@@ -120,17 +143,20 @@ def add_config_file_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def flag_values(args: argparse.Namespace, flags: tuple[ConfigFlag, ...]) -> dict[str, Any]:
-    """The dotted config keys the user set on the command line (flags left out are None)."""
-    return {f.key: getattr(args, f.dest) for f in flags if getattr(args, f.dest) is not None}
+    """The dotted config keys the user set on the command line (flags left out are UNSET)."""
+    return {f.key: getattr(args, f.dest) for f in flags if getattr(args, f.dest) is not UNSET}
 
 
 def config_from_args(
-    args: argparse.Namespace, flags: tuple[ConfigFlag, ...], extra: dict[str, Any] | None = None
+    args: argparse.Namespace,
+    flags: tuple[ConfigFlag, ...],
+    extra: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults < ``--config`` YAML < flags (and ``extra`` keys) < ``--set``: one validated ``RunConfig``."""
+    """Defaults < ``--config`` YAML < ``base`` keys < flags (and ``extra`` keys) < ``--set``: one ``RunConfig``."""
     from ..config import build_config
 
-    values = {**flag_values(args, flags), **{k: v for k, v in (extra or {}).items() if v is not None}}
+    values = {**(base or {}), **flag_values(args, flags), **(extra or {})}
     if getattr(args, "json", False):
         values["train.progress"] = False
     return build_config(args.config, values, args.set)

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..errors import VptuneError
 from .common import add_backbone_overrides, add_json, backbone_kwargs, emit
+
+
+def data_spec_of(task: str) -> str:
+    """The data spec a task was trained on (``task.json``), for ``eval`` without ``--data``."""
+    from ..tasks import read_task
+
+    spec = (read_task(task).meta.get("train_config") or {}).get("data", {}).get("spec")
+    if not spec:
+        raise VptuneError(f"task '{task}' records no data spec (trained before vptune 0.1?); pass --data SPEC")
+    return spec
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..predict import evaluate_task
 
+    spec = args.data or data_spec_of(args.task)
     res = evaluate_task(
         args.task,
-        args.data,
+        spec,
         args.split,
         batch_size=args.batch_size,
         device=args.device,
@@ -20,19 +33,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.json,
         **backbone_kwargs(args),
     )
-    emit(res, args.json, f"{args.split} top1 {res['top1']:.4f} on {res['n']} images ({res['data']})")
+    skipped = f"; skipped {res['skipped']} unreadable images" if args.skip_bad_images else ""
+    emit(res, args.json, f"{args.split} top1 {res['top1']:.4f} on {res['n']} images ({res['data']}){skipped}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from ..image_inputs import expand_images, predict_files, write_csv
     from ..predict import Predictor
 
+    if args.csv and Path(args.csv).exists() and not args.overwrite:
+        raise VptuneError(f"--csv '{args.csv}' exists; pass --overwrite to replace it, or choose another file")
+    paths = expand_images(args.images)
     predictor = Predictor.from_dir(args.task, device=args.device, **backbone_kwargs(args))
-    preds = predictor.predict(args.images, top_k=args.top_k)
-    rows = [{"image": img, "predictions": p} for img, p in zip(args.images, preds)]
-    text = "\n".join(
-        f"{r['image']}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in r["predictions"]) for r in rows
+    rows = list(
+        predict_files(
+            predictor, paths, top_k=args.top_k, batch_size=args.batch_size, skip_bad_images=args.skip_bad_images
+        )
     )
+    skipped = [r for r in rows if "error" in r]
+    if args.csv:
+        write_csv(rows, args.csv)
+    text = "\n".join(
+        f"{r['image']}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in r["predictions"])
+        for r in rows
+        if "predictions" in r
+    )
+    if args.csv:
+        text = f"wrote {len(rows) - len(skipped)} predictions to {args.csv}"
+    if args.skip_bad_images:
+        text += f"\nskipped {len(skipped)} unreadable images"
     emit(rows, args.json, text)
     return 0
 
@@ -50,18 +80,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``eval``, ``predict`` and ``inspect``."""
     p = sub.add_parser("eval", help="accuracy of a saved task on a data split")
     p.add_argument("task", help="task folder")
-    p.add_argument("--data", required=True, help="data spec with the task's classes")
+    p.add_argument("--data", help="data spec with the task's classes (default: the one the task was trained on)")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
-    p.add_argument("--skip-bad-images", action="store_true", help="skip and count unreadable images")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and report how many")
     add_json(p)
     add_backbone_overrides(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k classes for image files")
+    p = sub.add_parser(
+        "predict",
+        help="top-k classes for image files, folders or glob patterns",
+        description="IMAGES are files, folders (searched recursively for image files) or quoted glob patterns "
+        "such as 'photos/**/*.jpg'.",
+    )
     p.add_argument("task", help="task folder")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--top-k", type=int, default=5, help="classes per image (default: 5)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    p.add_argument("--csv", help="also write image,label_1,score_1,... rows to this CSV file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and report how many")
     add_json(p)
     add_backbone_overrides(p)
     p.set_defaults(func=cmd_predict)

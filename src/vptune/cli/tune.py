@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 
-from .common import add_json
+from .common import Interrupted, add_json
 from .flags import add_config_file_flags, add_config_flags, config_from_args, run_flags
 
 # the train command's flags, less those the search itself sets (lr, wd) or declares with its own meaning (out)
-TUNE_FLAGS = run_flags(without=("optim.lr", "optim.weight_decay", "out", "data.skip_bad_images"))
+TUNE_FLAGS = run_flags(without=("optim.lr", "optim.weight_decay", "out"))
 
 
 def _floats(text: str) -> list[float]:
@@ -31,6 +34,28 @@ def _lengths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected 'paper' or comma-separated integers, got '{text}'") from None
 
 
+class _DropInterruptedTrial(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C with its traceback; the command prints one line instead."""
+
+    interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted = True
+            return False
+        return not (self.interrupted and "failed with value" in record.getMessage())
+
+
+@contextlib.contextmanager
+def quiet_interrupted_trials() -> Iterator[None]:
+    logger, drop = logging.getLogger("optuna.study._optimize"), _DropInterruptedTrial()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from ..errors import VptuneError
     from ..tune import TuneOptions, tune
@@ -38,6 +63,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, TUNE_FLAGS, {"out": args.out})
     if not cfg.data.spec:
         raise VptuneError("no data given: pass --data SPEC (e.g. vtab1k:ROOT/TASK, offline:digits)")
+    if cfg.model.pretrained and not cfg.model.weights:  # before the study: Optuna would log a trial traceback
+        from ..backbones.hub import local_pretrained_file
+
+        local_pretrained_file(cfg.model.name)
     opts = TuneOptions(
         grid=args.grid,
         lrs=args.lrs,
@@ -50,7 +79,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
         trials=args.trials,
         progress=not args.json,
     )
-    best = tune(cfg, args.out, opts)
+    try:
+        with quiet_interrupted_trials():
+            best = tune(cfg, args.out, opts)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"finished trials are kept in {opts.storage or args.out + '/study.db'}; run the same command again to "
+            "continue the search"
+        ) from None
     if args.json:
         print(json.dumps({k: v for k, v in best.items() if k != "all_trials"}, indent=2))
     else:

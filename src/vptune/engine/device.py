@@ -27,7 +27,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise ConfigError(f"train.device: '{name}' is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: '{name}' requested but CUDA is not available; use --set train.device=cpu")
+        raise ConfigError(f"train.device: '{name}' requested but CUDA is not available; use --device cpu (or auto)")
     return device
 
 

@@ -50,6 +50,8 @@ class Method(nn.Module):
     name: ClassVar[str]
     summary: ClassVar[str]
     config_cls: ClassVar[type[MethodConfig]]
+    default_optim: ClassVar[dict[str, Any]] = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}
+    """Optimiser settings for optim keys the user leaves unset (lr is a base lr, x batch/256 by default)."""
     trains_backbone: ClassVar[bool] = False
     """True when backbone weights train too (full): the backbone then follows ``train()``."""
     shares_backbone_pass: ClassVar[bool] = False

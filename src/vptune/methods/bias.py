@@ -26,6 +26,7 @@ class Bias(Method):
 
     name = "bias"
     summary = "Bias (BitFit): all backbone bias terms + head"
+    default_optim = {"optimizer": "adamw", "lr": 4e-3, "weight_decay": 0.05}  # docs/default-optim.md
     config_cls = BiasConfig
 
     def attach(self, backbone: Backbone) -> None:

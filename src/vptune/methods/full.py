@@ -14,6 +14,7 @@ class FullConfig(MethodConfig):
 class Full(Method):
     name = "full"
     summary = "Full fine-tuning: all backbone weights and the head"
+    default_optim = {"optimizer": "adamw", "lr": 4e-3, "weight_decay": 0.05}  # docs/default-optim.md
     config_cls = FullConfig
     trains_backbone = True
 

@@ -13,6 +13,7 @@ class LinearConfig(MethodConfig):
 class Linear(Method):
     name = "linear"
     summary = "Linear: head only, backbone frozen"
+    default_optim = {"optimizer": "sgd", "lr": 0.4, "weight_decay": 0.0}  # docs/default-optim.md
     config_cls = LinearConfig
     shares_backbone_pass = True
 

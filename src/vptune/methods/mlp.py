@@ -61,6 +61,7 @@ class Mlp(Method):
 
     name = "mlp"
     summary = "Mlp-k: k-layer MLP head, backbone frozen"
+    default_optim = {"optimizer": "sgd", "lr": 0.4, "weight_decay": 0.0}  # docs/default-optim.md
     config_cls = MlpConfig
     shares_backbone_pass = True
     config: MlpConfig

@@ -53,6 +53,7 @@ class VPTPrefix(Method):
 
     name = "vpt-prefix"
     summary = "VPT-prefix: prompts only as extra keys/values of every self-attention"
+    default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md
     config_cls = PrefixConfig
 
     def __init__(self, config: PrefixConfig, info: BackboneInfo) -> None:

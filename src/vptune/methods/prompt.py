@@ -237,6 +237,7 @@ class PromptTuning(Method):
 class VPTShallow(PromptTuning):
     name = "vpt-shallow"
     summary = "VPT-shallow: p prompts before the first block (paper Fig. 2a)"
+    default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md
     config_cls = ShallowConfig
 
 
@@ -244,4 +245,5 @@ class VPTShallow(PromptTuning):
 class VPTDeep(PromptTuning):
     name = "vpt-deep"
     summary = "VPT-deep: a fresh prompt set before every block (paper Fig. 2b)"
+    default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md
     config_cls = DeepConfig
