@@ -13,11 +13,11 @@ import sys
 
 from .. import __version__
 from ..errors import VptuneError
-from . import bench, data, demo, info, serve, task, train, tune
+from . import bench, data, demo, export, info, serve, task, train, tune
 from .common import Interrupted
 
 # `vptune --help` lists the commands in this order
-COMMAND_MODULES = (train, task, info, bench, tune, demo, serve, data)
+COMMAND_MODULES = (train, task, export, info, bench, tune, demo, serve, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

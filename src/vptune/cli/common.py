@@ -33,12 +33,13 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
 
 
-def add_backbone_overrides(parser: argparse.ArgumentParser) -> None:
-    """Flags of commands that load saved tasks: override the backbone the tasks record."""
+def add_backbone_overrides(parser: argparse.ArgumentParser, device: bool = True) -> None:
+    """Flags of commands that load saved tasks: override the backbone the tasks record (and ``--device``)."""
     parser.add_argument("--model", help="backbone name (default: the one the task records)")
     parser.add_argument("--weights", help="load the backbone from this local file")
     parser.add_argument("--no-pretrained", action="store_true", help="random backbone weights (tests only)")
-    add_device(parser)
+    if device:
+        add_device(parser)
 
 
 def add_trust_task_weights(parser: argparse.ArgumentParser) -> None:
