@@ -38,6 +38,21 @@ class BackboneInfo:
     in_chans: int
     num_patches: int
     num_params: int
+    family: str = "vit"
+    """The backbone family (``vit``, ``swin``, ``convnet``): methods declare which ones they support."""
+    block_dims: tuple[int, ...] = ()
+    """Width of the features entering each block, for hierarchical families (empty: ``embed_dim`` everywhere)."""
+    input_size: tuple[int, int] | None = None
+    """The image size (H, W) the preprocessing produces, where the family fixes it (pixel-space prompts)."""
+
+    def dim_at(self, index: int) -> int:
+        """Width of the tokens entering block ``index``."""
+        return self.block_dims[index] if self.block_dims else self.embed_dim
+
+    @property
+    def input_dim(self) -> int:
+        """Width of the first block's input (C0, the patch embedding's output)."""
+        return self.dim_at(0)
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,10 @@ class Backbone(ABC):
         for index in range(self.depth):
             yield self.block(index)
 
+    def transition(self, index: int) -> nn.Module | None:
+        """The module run between block ``index - 1`` and block ``index`` (patch merging, downsampling), if any."""
+        return None
+
     def default_output(self) -> str:
         """What the head reads when a method says ``output: auto`` (a pooling name of :meth:`pool`)."""
         return "image-pool"
@@ -149,6 +168,9 @@ class Backbone(ABC):
         """
         stop = self.depth if stop is None else stop
         for index in range(start, stop):
+            transition = self.transition(index)
+            if transition is not None:  # downsampling between stages, before the block's hook
+                x = transition(x)
             if before_block is not None:
                 x = before_block(x, index)
             block = self.block(index)

@@ -10,28 +10,31 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from .interface import BackboneInfo, wrap_backbone
-from .vit import VIT_SEAMS
+from .interface import FAMILIES, BackboneInfo, wrap_backbone
+from .mae import is_mae, use_mae_output
+from .moco import MOCO_SUFFIXES, is_moco_checkpoint, load_moco_v3
 
-REQUIRED_SEAMS = VIT_SEAMS  # the attributes of timm's VisionTransformer the ViT family composes
 RANDOM_INIT_SEED = 0
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz", *MOCO_SUFFIXES)
+SUPPORTED = "timm ViTs (vit_*, deit_*, DINOv2, CLIP, MAE), Swin (swin_*), ResNets (resnet*) and ConvNeXts (convnext_*)"
 
 
 def create_vit(
     name: str, *, pretrained: bool = True, weights: str | Path | None = None, img_size: int | None = None
 ) -> nn.Module:
-    """Create a timm ViT-family model without classifier head.
+    """Create a timm model of a supported backbone family without classifier head.
 
     Args:
-        name: Any timm model name (``vit_base_patch16_224.orig_in21k``, ``deit_small_patch16_224``, ...).
+        name: A timm model name (``vit_base_patch16_224.orig_in21k``, ``swin_base_patch4_window7_224``,
+            ``convnext_base.fb_in22k``, ``resnet50``, ...). ``.mae`` ViTs get MAE's output (see backbones/mae.py).
         pretrained: Load timm's pretrained weights (from the Hugging Face hub or timm's cache); without them
             the random init is seeded, so it is identical on every call.
-        weights: A local ``.safetensors``/``.pth``/``.npz`` file to load instead, through timm's loaders.
+        weights: A local ``.safetensors``/``.pth``/``.npz`` file to load instead, through timm's loaders; a
+            MoCo-v3 ``.pth.tar`` is mapped onto the model (backbones/moco.py).
         img_size: Input resolution; position embeddings are resampled by timm when it differs.
 
     Raises:
-        ConfigError: Unknown model name or a model that is not a Vision Transformer.
+        ConfigError: Unknown model name or a model of no supported family.
         DataError: The weights file is missing or has an unknown format.
     """
     kwargs: dict[str, Any] = {"num_classes": 0}
@@ -43,8 +46,10 @@ def create_vit(
             raise DataError(f"weights file '{path}' does not exist: pass an existing file to --weights")
         if path.suffix not in WEIGHT_SUFFIXES:
             raise DataError(f"weights file '{path}' has an unknown format; use one of {', '.join(WEIGHT_SUFFIXES)}")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path), "custom_load": path.suffix == ".npz"}
-        pretrained = True
+        moco = is_moco_checkpoint(path)
+        if not moco:
+            kwargs["pretrained_cfg_overlay"] = {"file": str(path), "custom_load": path.suffix == ".npz"}
+        pretrained = not moco
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:8]
         hint = f" Similar names: {', '.join(close)}." if close else ""
@@ -54,14 +59,16 @@ def create_vit(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"model.img_size: '{name}' takes no input-size argument ({err}); remove img_size") from err
     except (RuntimeError, KeyError) as err:
         raise DataError(f"could not load weights for '{name}': {err}") from err
-    missing = [seam for seam in REQUIRED_SEAMS if not hasattr(model, seam)]
-    if missing:
-        raise ConfigError(
-            f"model.name: '{name}' is not a Vision Transformer (lacks {', '.join(missing)}); "
-            "vptune supports timm's VisionTransformer family (vit_*, deit_*, DINOv2, CLIP ViTs, ...)"
-        )
+    if not any(family.accepts(model) for family in FAMILIES):
+        raise ConfigError(f"model.name: '{name}' ({type(model).__name__}) is not supported; vptune supports {SUPPORTED}")
+    if weights is not None and is_moco_checkpoint(Path(weights)):
+        load_moco_v3(model, Path(weights))
+    if is_mae(model):
+        use_mae_output(model)
     return model
 
 

@@ -74,6 +74,7 @@ class Adapter(Method):
     """
 
     name = "adapter"
+    families = ("vit",)  # wraps modules inside ViT blocks
     summary = "Adapter: residual bottleneck MLP after each block's FFN"
     config_cls = AdapterConfig
     config: AdapterConfig

@@ -101,6 +101,7 @@ class Lora(Method):
     """
 
     name = "lora"
+    families = ("vit",)  # wraps modules inside ViT blocks
     summary = "LoRA: low-rank updates on the blocks' Linear layers"
     config_cls = LoraConfig
     config: LoraConfig
