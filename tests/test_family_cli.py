@@ -1,0 +1,59 @@
+"""Every backbone family through the CLI dry run (exact counts) and the task artifact round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vptune.cli import main
+from vptune.model import build_model
+from vptune.tasks import load_task, save_task
+
+SRC = {"pretrained": False, "weights": None, "img_size": None}
+PRE = {"input_size": [32, 32], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear", "augment": "none"}
+
+
+@pytest.mark.parametrize(
+    "model,method,p,count",
+    [
+        ("swin_tiny_patch4_window7_224", "vpt-deep", 10, 10 * (2 * 96 + 2 * 192 + 6 * 384 + 2 * 768)),  # 44,160
+        ("convnext_tiny", "vpt-pad", 5, 13_740),
+        ("resnet18", "vpt-pad", 5, 13_740),
+        ("vit_base_patch16_224.mae", "vpt-deep", 10, 12 * 10 * 768),
+    ],
+)
+def test_dry_run_prints_exact_counts(model, method, p, count, image_folder, capsys):
+    args = ["train", "--model", model, "--no-pretrained", "--method", method, "--prompt-length", str(p)]
+    code = main([*args, "--data", f"folder:{image_folder}", "--dry-run", "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert code == 0 and info["method_params"] == count
+
+
+@pytest.mark.parametrize(
+    "name,method",
+    [
+        ("vptune_micro_swin", {"name": "vpt-deep", "prompt_length": 2}),
+        ("vptune_micro_swin", {"name": "partial", "k": 3}),
+        ("vptune_micro_convnext", {"name": "vpt-pad", "prompt_length": 2}),
+        ("vptune_micro_resnet", {"name": "bias"}),
+        ("vptune_micro_resnet", {"name": "partial", "k": 2}),  # BatchNorm statistics of trained blocks travel too
+    ],
+)
+def test_save_load_predict_round_trip(name, method, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(name, method, 3, pretrained=False)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param))  # "trained": differs from any fresh init
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 32, 32))  # updates the running statistics of trained BatchNorms
+    model.eval()
+    save_task(tmp_path / "t", model, classes=["a", "b", "c"], preprocessing=PRE, backbone_source=SRC)
+    loaded, _ = load_task(tmp_path / "t")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model(images))
