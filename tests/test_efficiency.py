@@ -86,7 +86,8 @@ def test_linear_feature_cache_gives_the_same_weights_and_is_reused(image_folder,
     cached = run(image_folder, tmp_path / "c", {"name": "linear"})
     assert len(built) == 2  # train and val, once for both epochs
     again = run(image_folder, tmp_path / "c2", {"name": "linear"}, **{"optim.lr": 0.01})
-    assert len(built) == 2 and again.metrics["val_top1"] >= 0  # another grid point reuses them
+    assert len(built) == 2  # another grid point reuses them
+    assert not torch.equal(again.model.head.weight, cached.model.head.weight)  # and trained on them
     plain = run(image_folder, tmp_path / "p", {"name": "linear"}, **{"train.feature_cache": False})
     assert len(built) == 2
     assert_same_weights(cached, plain, atol=1e-6)
@@ -139,7 +140,7 @@ def test_compile_flag_falls_back_to_eager_when_compilation_fails(image_folder, t
 @pytest.mark.slow
 def test_compile_trains_on_cpu(image_folder, tmp_path):
     result = run(image_folder, tmp_path / "c", {"name": "vpt-deep", "prompt_length": 2}, **{"train.compile": True})
-    assert 0.0 <= result.metrics["test_top1"] <= 1.0
+    assert result.metrics["test_top1"] >= 0.75  # chance 1/3; the same run without compile reaches 1.0
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,9 @@ def test_train_writes_artifact_metrics_and_removes_checkpoint(image_folder, tmp_
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines if "epoch" in x] == [1, 2, 3] and lines[-1]["split"] == "test"
     task = read_task(out)
-    assert task.meta["metrics"]["test_n"] == 9 and 0.0 <= result.metrics["test_top1"] <= 1.0
+    assert task.meta["metrics"]["test_n"] == 9
+    # colour-coded classes are easy: chance is 1/3, the run reaches 1.0 (seeds 0, 1, 2 measured)
+    assert result.metrics["test_top1"] >= 0.75
     assert not list(out.glob(".*.tmp"))
 
 

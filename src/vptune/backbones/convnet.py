@@ -124,6 +124,9 @@ class TimmConvNeXt(TimmConvNet):
         down = self.module.stages[s].downsample
         return None if j or isinstance(down, nn.Identity) else down
 
+    def enter_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
+        return self.module.stages[stage].downsample(x)  # (B, C_s-1, h, w) -> (B, C_s, h/2, w/2)
+
     def embed(self, images: torch.Tensor, insert: torch.Tensor | None = None) -> torch.Tensor:
         if insert is not None:
             raise ValueError("a ConvNet takes no inserted tokens")

@@ -128,7 +128,10 @@ class Backbone(ABC):
             yield self.block(index)
 
     def transition(self, index: int) -> nn.Module | None:
-        """The module run between block ``index - 1`` and block ``index`` (patch merging, downsampling), if any."""
+        """The module :meth:`enter_stage` runs before block ``index`` (patch merging, downsampling), if any.
+
+        Partial-k trains it when the block before it trains too.
+        """
         return None
 
     def default_output(self) -> str:
@@ -167,10 +170,10 @@ class Backbone(ABC):
             checkpointing: Recompute each block's activations in the backward pass.
         """
         stop = self.depth if stop is None else stop
+        stage_starts = {s.start: k for k, s in enumerate(self.stages()) if k}  # block index -> stage entered
         for index in range(start, stop):
-            transition = self.transition(index)
-            if transition is not None:  # downsampling between stages, before the block's hook
-                x = transition(x)
+            if index in stage_starts:
+                x = self.enter_stage(x, stage_starts[index])
             if before_block is not None:
                 x = before_block(x, index)
             block = self.block(index)
@@ -178,6 +181,14 @@ class Backbone(ABC):
             if mask is not None:
                 block = partial(block, attn_mask=mask)
             x = checkpoint(block, x, use_reentrant=False) if checkpointing else block(x)
+        return x
+
+    def enter_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
+        """Features leaving stage ``stage - 1`` -> features entering stage ``stage`` (e.g. Swin's patch merging).
+
+        Called by :meth:`run_blocks` before the hook of a stage's first block, so a run split at any block
+        index computes the same as an unsplit one. Default: unchanged (single-stage families never call it).
+        """
         return x
 
     @abstractmethod

@@ -71,6 +71,10 @@ class VPTPrefix(Method):
     def attach(self, backbone: Backbone) -> None:
         if not self.length:
             return
+        if not backbone.token_prompts:
+            raise ConfigError(
+                f"method.name: vpt-prefix needs a token backbone; the '{backbone.family}' family is not one"
+            )
         for slot, index in enumerate(self.layers):
             block = backbone.block(index)
             if not isinstance(block, Block):

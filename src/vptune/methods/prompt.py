@@ -189,6 +189,11 @@ class PromptTuning(Method):
         return super().shared_pass_blocker()
 
     def attach(self, backbone: Backbone) -> None:
+        if self.length and self.location != "concat-channel" and not backbone.token_prompts:
+            raise ConfigError(
+                f"method.location: '{self.location}' prompts are tokens after the prefix tokens, which the "
+                f"'{backbone.family}' backbone family does not support; use location: concat-channel"
+            )
         if self.config.train_bias:
             unfreeze_biases(backbone.module)
         if self.location == "concat-channel" and self.length:
