@@ -69,7 +69,9 @@ def test_pad_prompt_frames_the_image(name, images):
 
 def test_pad_prompt_init_is_normalised_uniform():
     strips = micro("vptune_micro_resnet", {"name": "vpt-pad", "prompt_length": 9}).method
-    pixels = torch.cat([strips.top.flatten(1), strips.bottom.flatten(1), strips.left.flatten(1), strips.right.flatten(1)], 1)
+    pixels = torch.cat(
+        [strips.top.flatten(1), strips.bottom.flatten(1), strips.left.flatten(1), strips.right.flatten(1)], 1
+    )
     raw = pixels * torch.tensor(IMAGENET_DEFAULT_STD)[:, None] + torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None]
     assert raw.min() >= 0 and raw.max() <= 1 and 0.4 < raw.mean() < 0.6
 
@@ -91,7 +93,11 @@ def test_pad_gradients_reach_the_frame_and_head_only(name, images):
 
 
 def trained(model) -> set[str]:
-    return {n.removeprefix("backbone.").rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")}
+    return {
+        n.removeprefix("backbone.").rsplit(".", 1)[0]
+        for n, p in model.named_parameters()
+        if p.requires_grad and n.startswith("backbone.")
+    }
 
 
 @pytest.mark.parametrize(
@@ -114,7 +120,9 @@ def test_bias_and_full_counts(name):
     raw = timm.create_model(name, pretrained=False, num_classes=0)
     biases = sum(m.bias.numel() for m in raw.modules() if isinstance(getattr(m, "bias", None), torch.nn.Parameter))
     assert micro(name, {"name": "bias"}).parameter_summary()["method_params"] == biases
-    assert micro(name, {"name": "full"}).parameter_summary()["method_params"] == sum(p.numel() for p in raw.parameters())
+    assert micro(name, {"name": "full"}).parameter_summary()["method_params"] == sum(
+        p.numel() for p in raw.parameters()
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
-import pytest
 
 from vptune.backbones import create_vit
 from vptune.errors import DataError

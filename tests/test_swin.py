@@ -113,7 +113,9 @@ def test_prompted_window_step_without_prompts_is_timms_attention(images):
 def test_prompted_swin_equals_the_per_window_reference(images, name, deep):
     model = micro({"name": name, "prompt_length": 3, "dropout": 0.0}).eval()
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_features(images), ref_forward(model, images, deep), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            model.forward_features(images), ref_forward(model, images, deep), atol=1e-4, rtol=1e-4
+        )
         one = model.forward_features(images[:1])  # prompts of one image never see another image's windows
         torch.testing.assert_close(model.forward_features(images)[:1], one, atol=1e-5, rtol=1e-5)
 
@@ -153,7 +155,11 @@ def test_gradients_reach_prompts_and_head_only(images):
 
 
 def trainable(model) -> set[str]:
-    return {n.removeprefix("backbone.") for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")}
+    return {
+        n.removeprefix("backbone.")
+        for n, p in model.named_parameters()
+        if p.requires_grad and n.startswith("backbone.")
+    }
 
 
 @pytest.mark.parametrize(
@@ -161,7 +167,17 @@ def trainable(model) -> set[str]:
     [
         (1, {"layers.3.blocks.1", "norm"}),
         (2, {"layers.3.blocks.0", "layers.3.blocks.1", "norm"}),  # the whole last stage, not its merging
-        (4, {"layers.2.blocks.0", "layers.2.blocks.1", "layers.3.downsample", "layers.3.blocks.0", "layers.3.blocks.1", "norm"}),
+        (
+            4,
+            {
+                "layers.2.blocks.0",
+                "layers.2.blocks.1",
+                "layers.3.downsample",
+                "layers.3.blocks.0",
+                "layers.3.blocks.1",
+                "norm",
+            },
+        ),
     ],
 )
 def test_partial_k_trains_last_blocks_and_merging_between_them(k, expected):

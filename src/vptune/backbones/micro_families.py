@@ -16,13 +16,32 @@ from timm.models.swin_transformer import SwinTransformer
 
 # Swin: 32x32 in 2x2 patches (16x16 grid), windows of 4 (shifted in stages 1-3), widths 24-48-96-192.
 MICRO_SWIN_ARGS: dict[str, Any] = {
-    "img_size": 32, "patch_size": 2, "window_size": 4, "embed_dim": 24, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 2, 4),
+    "img_size": 32,
+    "patch_size": 2,
+    "window_size": 4,
+    "embed_dim": 24,
+    "depths": (2, 2, 2, 2),
+    "num_heads": (1, 2, 2, 4),
 }
 MICRO_CONVNEXT_ARGS: dict[str, Any] = {"depths": (1, 1, 2, 1), "dims": (16, 32, 64, 128)}
-MICRO_RESNET_ARGS: dict[str, Any] = {"block": BasicBlock, "layers": (1, 1, 1, 1), "channels": (16, 32, 64, 128), "stem_width": 16}
+MICRO_RESNET_ARGS: dict[str, Any] = {
+    "block": BasicBlock,
+    "layers": (1, 1, 1, 1),
+    "channels": (16, 32, 64, 128),
+    "stem_width": 16,
+}
 
-CFG = {"num_classes": 0, "input_size": (3, 32, 32), "pool_size": None, "crop_pct": 1.0, "interpolation": "bilinear",
-       "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD, "classifier": "head", "license": "apache-2.0"}
+CFG = {
+    "num_classes": 0,
+    "input_size": (3, 32, 32),
+    "pool_size": None,
+    "crop_pct": 1.0,
+    "interpolation": "bilinear",
+    "mean": IMAGENET_DEFAULT_MEAN,
+    "std": IMAGENET_DEFAULT_STD,
+    "classifier": "head",
+    "license": "apache-2.0",
+}
 
 default_cfgs = generate_default_cfgs(
     {

@@ -43,7 +43,9 @@ def read_moco_state(path: Path) -> dict[str, torch.Tensor]:
         ) from err
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"weights file '{path}' holds no state dict of tensors (looked at 'state_dict' and the top level)")
+        raise DataError(
+            f"weights file '{path}' holds no state dict of tensors (looked at 'state_dict' and the top level)"
+        )
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key.startswith(DROPPED_PREFIXES):
@@ -71,7 +73,9 @@ def load_moco_v3(model: nn.Module, path: Path) -> None:
             if keys:
                 more = f" (+{len(keys) - SHOWN} more)" if len(keys) > SHOWN else ""
                 parts.append(f"{label}: {', '.join(keys[:SHOWN])}{more}")
-        parts += [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}" for k in shapes[:SHOWN]]
+        parts += [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}" for k in shapes[:SHOWN]
+        ]
         raise DataError(
             f"weights file '{path}' does not map onto this model ({'; '.join(parts)}); pass a MoCo-v3 ViT "
             "checkpoint with the matching --model (vit_base_patch16_224 for ViT-B)"

@@ -55,7 +55,9 @@ def prompted_window_attention(attn: nn.Module, tokens: torch.Tensor, mask: torch
     return attn.proj_drop(attn.proj(out))
 
 
-def prompted_windows(block: nn.Module, patches: torch.Tensor, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def prompted_windows(
+    block: nn.Module, patches: torch.Tensor, prompts: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(Shifted) window attention of one Swin block with prompts copied into every window.
 
     Args:

@@ -64,7 +64,9 @@ def create_vit(
     except (RuntimeError, KeyError) as err:
         raise DataError(f"could not load weights for '{name}': {err}") from err
     if not any(family.accepts(model) for family in FAMILIES):
-        raise ConfigError(f"model.name: '{name}' ({type(model).__name__}) is not supported; vptune supports {SUPPORTED}")
+        raise ConfigError(
+            f"model.name: '{name}' ({type(model).__name__}) is not supported; vptune supports {SUPPORTED}"
+        )
     if weights is not None and is_moco_checkpoint(Path(weights)):
         load_moco_v3(model, Path(weights))
     if is_mae(model):

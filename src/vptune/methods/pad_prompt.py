@@ -68,7 +68,9 @@ class PadPrompt(Method):
         if (h, w) != self.size:
             raise ValueError(f"vpt-pad was built for {self.size[0]}x{self.size[1]} images, got {h}x{w}")
         dtype = images.dtype
-        middle = torch.cat([self.left.to(dtype).expand(b, -1, -1, -1), images, self.right.to(dtype).expand(b, -1, -1, -1)], dim=3)
+        middle = torch.cat(
+            [self.left.to(dtype).expand(b, -1, -1, -1), images, self.right.to(dtype).expand(b, -1, -1, -1)], dim=3
+        )
         top, bottom = self.top.to(dtype).expand(b, -1, -1, -1), self.bottom.to(dtype).expand(b, -1, -1, -1)
         return torch.cat([top, middle, bottom], dim=2)  # (B, C, p + S + p, S + 2p)
 
