@@ -57,3 +57,43 @@ def test_save_load_predict_round_trip(name, method, tmp_path):
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(images), model(images))
+
+
+@pytest.mark.parametrize(
+    "name,methods",
+    [
+        ("vptune_micro_swin", [{"name": "vpt-deep", "prompt_length": 2}, {"name": "linear"}]),
+        ("vptune_micro_convnext", [{"name": "vpt-pad", "prompt_length": 2}, {"name": "linear"}]),
+    ],
+)
+def test_mixed_batch_equals_each_task_alone(name, methods, tmp_path):
+    from vptune.tasks.multitask import MultiTaskModel
+
+    models = {}
+    for i, method in enumerate(methods):
+        torch.manual_seed(i)
+        models[f"t{i}"] = build_model(name, method, 3, pretrained=False).eval()
+        save_task(tmp_path / f"t{i}", models[f"t{i}"], classes=["a", "b", "c"], preprocessing=PRE, backbone_source=SRC)
+    bank = MultiTaskModel.from_dirs({k: tmp_path / k for k in models})
+    images = torch.randn(4, 3, 32, 32)
+    ids = ["t0", "t1", "t1", "t0"]
+    with torch.no_grad():
+        mixed = bank(images, ids)
+        for row, task in enumerate(ids):
+            torch.testing.assert_close(mixed[row], models[task](images[row : row + 1])[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "model,method,first,last",
+    [
+        ("vit_base_patch16_224.mae", "linear", 50.0, 0.0025),  # official linear_mae
+        ("vit_base_patch16_224.orig_in21k", "linear", 50.0, 0.05),  # the paper's default SGD grid
+        ("resnet50", "vpt-pad", 5.0, 0.01),  # official prompt_resnet
+    ],
+)
+def test_family_lr_grids(model, method, first, last):
+    from vptune.bench.suite import Suite
+
+    suite = Suite(name="s", benchmark="offline", model={"name": model}, tasks=["digits"], methods=[{"name": method}])
+    lrs = suite.methods[0].grid.lr
+    assert lrs[0] == first and lrs[-1] == last
