@@ -6,40 +6,57 @@ import pytest
 import timm
 import torch
 
-from vptune.backbones import create_vit
+from vptune.backbones import create_vit, wrap_backbone
+from vptune.backbones.mae import use_mae_output
 from vptune.errors import DataError
-from vptune.model import build_model
+from vptune.methods import build_method
+from vptune.model import AdaptedModel
 
 MAE = "vit_base_patch16_224.mae"
 
 
+SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2, "img_size": 32}  # the .mae tag on a small ViT
+
+
+def small_mae(**kwargs):
+    torch.manual_seed(0)
+    return timm.create_model(MAE, pretrained=False, num_classes=0, **SMALL, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def mae_model():
-    torch.manual_seed(0)
-    return build_model(MAE, {"name": "vpt-deep", "prompt_length": 2, "dropout": 0.0}, 3, pretrained=False).eval()
+    vit = use_mae_output(small_mae())
+    info = wrap_backbone(vit, MAE).info
+    method = build_method({"name": "vpt-deep", "prompt_length": 2, "dropout": 0.0}, info)
+    return AdaptedModel(vit, info, method, 3).eval()
 
 
 def test_mae_output_is_mean_of_non_cls_tokens_then_fresh_fc_norm(mae_model):
     vit = mae_model.backbone
     assert mae_model.output == "mean-pool" and isinstance(vit.norm, torch.nn.Identity)
-    assert torch.equal(vit.fc_norm.weight, torch.ones(768)) and torch.equal(vit.fc_norm.bias, torch.zeros(768))
+    assert torch.equal(vit.fc_norm.weight, torch.ones(64)) and torch.equal(vit.fc_norm.bias, torch.zeros(64))
     assert not vit.fc_norm.weight.requires_grad
-    images = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        tokens = mae_model.forward_tokens(images)  # (1, 1 + 2 + 196, 768), no final norm
-        expected = torch.nn.functional.layer_norm(tokens[:, 1:].mean(dim=1), (768,), eps=1e-6)
+        tokens = mae_model.forward_tokens(images)  # (2, 1 + 2 + 4, 64), no final norm
+        assert tokens.shape == (2, 7, 64)
+        expected = torch.nn.functional.layer_norm(tokens[:, 1:].mean(dim=1), (64,), eps=1e-6)
         torch.testing.assert_close(mae_model.forward_features(images), expected)
 
 
 def test_mae_without_prompts_equals_timms_avg_fc_norm_layout():
-    ours = create_vit(MAE, pretrained=False).eval()
-    timm_avg = timm.create_model(MAE, pretrained=False, num_classes=0, global_pool="avg", fc_norm=True).eval()
+    ours = use_mae_output(small_mae()).eval()
+    timm_avg = small_mae(global_pool="avg", fc_norm=True).eval()
     timm_avg.load_state_dict(ours.state_dict())
-    images = torch.randn(1, 3, 224, 224)
-    model = build_model(MAE, {"name": "linear"}, 2, pretrained=False).eval()
-    model.backbone.load_state_dict(ours.state_dict())
+    info = wrap_backbone(ours, MAE).info
+    model = AdaptedModel(ours, info, build_method({"name": "linear"}, info), 2).eval()
+    images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model.forward_features(images), timm_avg(images))
+
+
+def test_create_vit_applies_the_mae_output():
+    assert create_vit(MAE, pretrained=False, img_size=32).global_pool == "avg"
 
 
 def moco_checkpoint(path, vit, pretrain: bool, extra: dict | None = None):

@@ -40,23 +40,28 @@ def ref_block(block, x: torch.Tensor, h: int, w: int, p: int) -> torch.Tensor:
     out_grid, out_prompts = torch.zeros_like(grid), torch.zeros(b, p, c)
     offsets = [(i, j) for i in range(ws) for j in range(ws)]
     windows = [(i, j) for i in range(0, h, ws) for j in range(0, w, ws)]
+    bias = torch.zeros(heads, p + ws * ws, p + ws * ws)  # prompt rows and columns: no bias
+    for a, (ai, aj) in enumerate(offsets):
+        for e, (ei, ej) in enumerate(offsets):
+            rel = (ai - ei + ws - 1) * (2 * ws - 1) + (aj - ej + ws - 1)  # index of the relative offset
+            bias[:, p + a, p + e] = attn.relative_position_bias_table[rel]
+    masks = {}  # per window: -100 between tokens of different shifted regions, prompts never masked
+    for i0, j0 in windows:
+        masks[i0, j0] = mask = torch.zeros(p + ws * ws, p + ws * ws)
+        for a, (ai, aj) in enumerate(offsets):
+            for e, (ei, ej) in enumerate(offsets):
+                rows = region(i0 + ai, h, ws, ss) != region(i0 + ei, h, ws, ss)
+                if ss and (rows or region(j0 + aj, w, ws, ss) != region(j0 + ej, w, ws, ss)):
+                    mask[p + a, p + e] = -100.0
     for n in range(b):
         for i0, j0 in windows:
+            mask = masks[i0, j0]
             tokens = torch.cat([prompts[n], grid[n, i0 : i0 + ws, j0 : j0 + ws].reshape(-1, c)])  # (p + ws^2, C)
             q, k, v = attn.qkv(tokens).chunk(3, dim=-1)
             outs = []
             for hd in range(heads):
                 sl = slice(hd * c // heads, (hd + 1) * c // heads)
-                scores = (q[:, sl] @ k[:, sl].T) * attn.scale
-                for a, (ai, aj) in enumerate(offsets):
-                    for e, (ei, ej) in enumerate(offsets):
-                        rel = (ai - ei + ws - 1) * (2 * ws - 1) + (aj - ej + ws - 1)
-                        scores[p + a, p + e] += attn.relative_position_bias_table[rel, hd]
-                        if ss and (
-                            region(i0 + ai, h, ws, ss) != region(i0 + ei, h, ws, ss)
-                            or region(j0 + aj, w, ws, ss) != region(j0 + ej, w, ws, ss)
-                        ):
-                            scores[p + a, p + e] -= 100.0
+                scores = (q[:, sl] @ k[:, sl].T) * attn.scale + bias[hd] + mask
                 outs.append(scores.softmax(-1) @ v[:, sl])
             o = attn.proj(torch.cat(outs, dim=-1))
             out_prompts[n] += o[:p] / len(windows)

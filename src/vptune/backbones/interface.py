@@ -249,7 +249,7 @@ def wrap_backbone(module: nn.Module, name: str) -> Backbone:
     for cls in FAMILIES:
         if cls.accepts(module):
             return cls(module, name)
-    families = ", ".join(c.family for c in FAMILIES)
+    families = ", ".join(sorted({c.family for c in FAMILIES}))
     raise ConfigError(
         f"model.name: '{name}' ({type(module).__name__}) belongs to no supported backbone family ({families})"
     )
