@@ -97,3 +97,23 @@ def test_family_lr_grids(model, method, first, last):
     suite = Suite(name="s", benchmark="offline", model={"name": model}, tasks=["digits"], methods=[{"name": method}])
     lrs = suite.methods[0].grid.lr
     assert lrs[0] == first and lrs[-1] == last
+
+
+@pytest.mark.parametrize(
+    "name,method",
+    [
+        ("vptune_micro_swin", {"name": "vpt-deep", "prompt_length": 2, "dropout": 0.0}),
+        ("vptune_micro_convnext", {"name": "vpt-pad", "prompt_length": 2}),
+        ("vptune_micro_resnet", {"name": "linear"}),
+    ],
+)
+def test_blocks_split_at_any_index_equal_the_whole_run(name, method):
+    """The feature cache runs blocks 0..k then k..depth: stage transitions must land on the same side."""
+    torch.manual_seed(0)
+    model = build_model(name, method, 3, pretrained=False).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        x = model.embed(images)
+        whole = model.forward_blocks(x)
+        for cut in range(model.arch.depth + 1):
+            assert torch.equal(model.forward_blocks(model.forward_blocks(x, 0, cut), cut), whole), cut
