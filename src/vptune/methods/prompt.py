@@ -95,7 +95,6 @@ class PromptConfig(MethodConfig):
             if info.num_prefix_tokens == 0:
                 raise ConfigError("method.init: class-prototype needs a backbone with a [CLS] token; use random")
 
-
     def check_hierarchical(self, info: BackboneInfo) -> None:
         """Swin: prepended prompts of each block's width, one set per prompted block (the official variants)."""
         rules = (
