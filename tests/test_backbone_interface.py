@@ -112,5 +112,6 @@ def test_model_forward_blocks_split_equals_whole_forward(images):
 
 
 def test_a_module_of_no_family_is_refused():
-    with pytest.raises(ConfigError, match=r"'mlp' \(Sequential\) belongs to no supported backbone family \(vit"):
+    message = r"'mlp' \(Sequential\) belongs to no supported backbone family \(convnet, swin, vit"
+    with pytest.raises(ConfigError, match=message):
         wrap_backbone(nn.Sequential(nn.Linear(3, 3)), "mlp")

@@ -30,10 +30,13 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     name: str = Field(
         "vit_base_patch16_224.orig_in21k",
-        description="timm model name, e.g. vit_base_patch16_224.orig_in21k, or vptune_micro_vit (bundled)",
+        description="timm model name: a ViT (vit_base_patch16_224.orig_in21k, *.mae), Swin (swin_*), ResNet or "
+        "ConvNeXt, or vptune_micro_vit (bundled); see docs/backbones.md",
     )
     pretrained: bool = Field(True, description="load timm's pretrained weights (false: random init, for tests)")
-    weights: str | None = Field(None, description="local .safetensors/.pth/.npz weights file (overrides pretrained)")
+    weights: str | None = Field(
+        None, description="local .safetensors/.pth/.npz weights file, or a MoCo-v3 .pth.tar (overrides pretrained)"
+    )
     img_size: int | None = Field(None, ge=8, le=4096, description="input resolution (default: the model's)")
 
 

@@ -109,9 +109,13 @@ class AdaptedModel(nn.Module):
         return self.forward_head(self.forward_features(images))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The tensors a task artifact stores: every trainable parameter plus the method's buffers."""
+        """The tensors a task artifact stores: trainable parameters, the method's buffers and the buffers of
+        backbone modules with trainable parameters (BatchNorm statistics under full / partial / bias)."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
         names |= {f"method.{n}" for n, _ in self.method.named_buffers()}
+        for prefix, module in self.named_modules():  # statistics of trained modules (BatchNorm running stats)
+            if any(p.requires_grad for p in module.parameters(recurse=False)):
+                names |= {f"{prefix}.{n}" for n, _ in module.named_buffers(recurse=False)}
         return {k: v for k, v in self.state_dict().items() if k in names}
 
     def parameter_summary(self) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Backbones: timm models wrapped through their public seams, behind one interface (:class:`Backbone`)."""
 
 from . import (
+    convnet,  # noqa: F401  (registers the ResNet and ConvNeXt families)
     micro,  # noqa: F401  (registers vptune_micro_vit with timm)
+    micro_families,  # noqa: F401  (registers the micro Swin, ConvNeXt and ResNet with timm)
+    swin,  # noqa: F401  (registers the Swin family)
     vit,  # noqa: F401  (registers the ViT family)
 )
 from .hashing import weights_hash

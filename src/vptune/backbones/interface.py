@@ -38,6 +38,21 @@ class BackboneInfo:
     in_chans: int
     num_patches: int
     num_params: int
+    family: str = "vit"
+    """The backbone family (``vit``, ``swin``, ``convnet``): methods declare which ones they support."""
+    block_dims: tuple[int, ...] = ()
+    """Width of the features entering each block, for hierarchical families (empty: ``embed_dim`` everywhere)."""
+    input_size: tuple[int, int] | None = None
+    """The image size (H, W) the preprocessing produces, where the family fixes it (pixel-space prompts)."""
+
+    def dim_at(self, index: int) -> int:
+        """Width of the tokens entering block ``index``."""
+        return self.block_dims[index] if self.block_dims else self.embed_dim
+
+    @property
+    def input_dim(self) -> int:
+        """Width of the first block's input (C0, the patch embedding's output)."""
+        return self.dim_at(0)
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,13 @@ class Backbone(ABC):
         """The blocks in forward order (methods that attach per-block modules walk these)."""
         for index in range(self.depth):
             yield self.block(index)
+
+    def transition(self, index: int) -> nn.Module | None:
+        """The module :meth:`enter_stage` runs before block ``index`` (patch merging, downsampling), if any.
+
+        Partial-k trains it when the block before it trains too.
+        """
+        return None
 
     def default_output(self) -> str:
         """What the head reads when a method says ``output: auto`` (a pooling name of :meth:`pool`)."""
@@ -227,7 +249,7 @@ def wrap_backbone(module: nn.Module, name: str) -> Backbone:
     for cls in FAMILIES:
         if cls.accepts(module):
             return cls(module, name)
-    families = ", ".join(c.family for c in FAMILIES)
+    families = ", ".join(sorted({c.family for c in FAMILIES}))
     raise ConfigError(
         f"model.name: '{name}' ({type(module).__name__}) belongs to no supported backbone family ({families})"
     )

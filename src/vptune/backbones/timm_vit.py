@@ -11,29 +11,31 @@ from torch import nn
 
 from ..errors import ConfigError, DataError
 from .hub import local_pretrained_file
-from .interface import BackboneInfo, wrap_backbone
-from .vit import VIT_SEAMS
+from .interface import FAMILIES, BackboneInfo, wrap_backbone
+from .mae import is_mae, use_mae_output
 from .weights import WEIGHT_SUFFIXES, apply_weights, check_weights_path  # noqa: F401
 
-REQUIRED_SEAMS = VIT_SEAMS  # the attributes of timm's VisionTransformer the ViT family composes
 RANDOM_INIT_SEED = 0
+SUPPORTED = "timm ViTs (vit_*, deit_*, DINOv2, CLIP, MAE), Swin (swin_*), ResNets (resnet*) and ConvNeXts (convnext_*)"
 
 
 def create_vit(
     name: str, *, pretrained: bool = True, weights: str | Path | None = None, img_size: int | None = None
 ) -> nn.Module:
-    """Create a timm ViT-family model without classifier head.
+    """Create a timm model of a supported backbone family without classifier head.
 
     Args:
-        name: Any timm model name (``vit_base_patch16_224.orig_in21k``, ``deit_small_patch16_224``, ...).
+        name: A timm model name (``vit_base_patch16_224.orig_in21k``, ``swin_base_patch4_window7_224``,
+            ``convnext_base.fb_in22k``, ``resnet50``, ...). ``.mae`` ViTs get MAE's output (see backbones/mae.py).
         pretrained: Load timm's pretrained weights (from the Hugging Face hub or timm's cache); without them
             the random init is seeded, so it is identical on every call.
-        weights: A local ``.safetensors``/``.pth``/``.pt``/``.bin``/``.npz`` file to load instead, read without
-            unpickling (:mod:`vptune.backbones.weights`) and applied with an exact key check.
+        weights: A local ``.safetensors``/``.pth``/``.pt``/``.bin``/``.npz`` file, or a MoCo-v3 ``.pth.tar``, to
+            load instead, read without unpickling (:mod:`vptune.backbones.weights`, backbones/moco.py) and applied
+            with an exact key check.
         img_size: Input resolution; position embeddings are resampled by timm when it differs.
 
     Raises:
-        ConfigError: Unknown model name or a model that is not a Vision Transformer.
+        ConfigError: Unknown model name or a model of no supported family.
         DataError: The weights file is missing or has an unknown format.
     """
     kwargs: dict[str, Any] = {"num_classes": 0}
@@ -52,16 +54,18 @@ def create_vit(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"model.img_size: '{name}' takes no input-size argument ({err}); remove img_size") from err
     except (RuntimeError, KeyError) as err:
         raise DataError(f"could not load weights for '{name}': {err}") from err
-    missing = [seam for seam in REQUIRED_SEAMS if not hasattr(model, seam)]
-    if missing:
+    if not any(family.accepts(model) for family in FAMILIES):
         raise ConfigError(
-            f"model.name: '{name}' is not a Vision Transformer (lacks {', '.join(missing)}); "
-            "vptune supports timm's VisionTransformer family (vit_*, deit_*, DINOv2, CLIP ViTs, ...)"
+            f"model.name: '{name}' ({type(model).__name__}) is not supported; vptune supports {SUPPORTED}"
         )
     if weights is not None:
         apply_weights(model, weights)
+    if is_mae(model):
+        use_mae_output(model)
     return model
 
 

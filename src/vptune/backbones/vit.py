@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .interface import Backbone, BackboneInfo, Stage, TokenLayout, register_family
+from .mae import is_mae
 
 # The attributes of timm's VisionTransformer this family composes its forward pass from.
 VIT_SEAMS = ("patch_embed", "_pos_embed", "patch_drop", "norm_pre", "blocks", "norm", "num_prefix_tokens")
@@ -26,6 +27,8 @@ def pool_tokens(x: torch.Tensor, output: str, num_prefix: int, num_prompts: int)
         return x[:, num_prefix : num_prefix + num_prompts].mean(dim=1)
     if output == "global-pool":
         return x.mean(dim=1)
+    if output == "mean-pool":  # every token after the prefix, prompts included (MAE's official output)
+        return x[:, num_prefix:].mean(dim=1)
     raise ValueError(f"unknown output '{output}'")
 
 
@@ -68,8 +71,10 @@ class TimmViT(Backbone):
         return self.module.blocks[index]
 
     def default_output(self) -> str:
-        """The class token when timm pools by token, else the mean of patch tokens."""
+        """MAE: mean-pool; the class token when timm pools by token, else the mean of patch tokens."""
         vit = self.module
+        if is_mae(vit):
+            return "mean-pool"
         return "cls" if getattr(vit, "global_pool", "token") == "token" and vit.num_prefix_tokens else "image-pool"
 
     def embed(self, images: torch.Tensor, insert: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import DataError
+from .moco import is_moco_checkpoint, load_moco_v3
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz", ".tar")  # .pth.tar: MoCo-v3 (moco.py)
 NESTED_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")  # training checkpoints wrap the weights
 
 
@@ -87,6 +88,9 @@ def apply_weights(model: nn.Module, path: str | Path) -> None:
             loader(str(file))  # timm's big_vision reader: numpy arrays only (np.load, allow_pickle=False)
         except (ValueError, KeyError, RuntimeError, OSError) as err:
             raise DataError(f"weights file '{file}' does not fit this model ({type(err).__name__}: {err})") from None
+        return
+    if is_moco_checkpoint(file):
+        load_moco_v3(model, file)
         return
     state = read_state_dict(file)
     state = _timm_filter(model, state)

@@ -19,6 +19,7 @@ from ..config import set_dotted
 from ..errors import ConfigError
 from ..methods import parse_method_config
 from ..methods.base import format_validation_error
+from .family_grids import family_lrs
 
 Benchmark = Literal["vtab1k", "fgvc", "offline", "custom"]
 Protocol = Literal["paper", "best-val-epoch"]
@@ -145,6 +146,10 @@ class Suite(_Model):
             raise ValueError(f"method labels must be unique, got {labels}")
         if self.splits is None:
             self.splits = DEFAULT_SPLITS[self.benchmark]
+        for m in self.methods:  # official per-family lr grids where the method kept the default grid
+            lrs = family_lrs(str(self.model.get("name", "")), m.method["name"])
+            if lrs is not None and m.grid is not None and m.grid.lr == list(SGD_LRS):
+                m.grid = Grid(lr=list(lrs), wd=m.grid.wd)
         return self
 
     def protocol_text(self) -> str:

@@ -18,7 +18,7 @@ def preprocessing_config(backbone: nn.Module, normalize: str = "model", augment:
     cfg = timm.data.resolve_model_data_config(backbone)
     mean, std = (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD) if normalize == "imagenet" else (cfg["mean"], cfg["std"])
     # the model's own patch-embedding size wins: it reflects an img_size override, the data config may not
-    size = getattr(backbone.patch_embed, "img_size", None) or cfg["input_size"][-2:]
+    size = getattr(getattr(backbone, "patch_embed", None), "img_size", None) or cfg["input_size"][-2:]
     return {
         "input_size": [int(size[0]), int(size[1])],
         "mean": [float(m) for m in mean],

@@ -74,6 +74,7 @@ class Adapter(Method):
     """
 
     name = "adapter"
+    families = ("vit",)  # wraps modules inside ViT blocks
     summary = "Adapter: residual bottleneck MLP after each block's FFN"
     default_optim = {"optimizer": "adamw", "lr": 4e-3, "weight_decay": 0.05}  # docs/default-optim.md
     config_cls = AdapterConfig

@@ -11,7 +11,7 @@ from torch import nn
 from ..backbones import Backbone, BackboneInfo
 from ..errors import ConfigError
 
-Output = Literal["auto", "cls", "image-pool", "prompt-pool", "global-pool"]
+Output = Literal["auto", "cls", "image-pool", "prompt-pool", "global-pool", "mean-pool"]
 
 
 class MethodConfig(BaseModel):
@@ -22,8 +22,9 @@ class MethodConfig(BaseModel):
     name: str
     output: Output = Field(
         "auto",
-        description="tokens the head reads: cls, image-pool (mean of patch tokens), prompt-pool, global-pool; "
-        "auto: cls when the backbone pools by class token",
+        description="tokens the head reads: cls, image-pool (mean of patch tokens), prompt-pool, global-pool "
+        "(all tokens), mean-pool (all after the prefix, prompts included); auto: the family's default (ViT: cls "
+        "when timm pools by class token; MAE: mean-pool; Swin and ConvNets: global-pool)",
     )
     head_init: Literal["official", "small"] = Field(
         "official",
@@ -49,6 +50,8 @@ class Method(nn.Module):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    families: ClassVar[tuple[str, ...] | None] = None
+    """Backbone families (:attr:`BackboneInfo.family`) the method supports; None: every family."""
     config_cls: ClassVar[type[MethodConfig]]
     default_optim: ClassVar[dict[str, Any]] = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}
     """Optimiser settings for optim keys the user leaves unset (lr is a base lr, x batch/256 by default)."""
@@ -64,6 +67,11 @@ class Method(nn.Module):
 
     def __init__(self, config: MethodConfig, info: BackboneInfo) -> None:
         super().__init__()
+        if self.families is not None and info.family not in self.families:
+            raise ConfigError(
+                f"method.name: '{self.name}' does not support the {info.family} backbone '{info.name}' (it supports "
+                f"{', '.join(self.families)}); on this backbone use one of {', '.join(methods_for(info.family))}"
+            )
         config.check(info)
         self.config = config
         self.info = info
@@ -138,6 +146,11 @@ def register_method(cls: type[Method]) -> type[Method]:
 def method_names() -> list[str]:
     """All registered method names, sorted."""
     return sorted(METHODS)
+
+
+def methods_for(family: str) -> list[str]:
+    """The registered methods that support backbone ``family``, sorted."""
+    return sorted(n for n, cls in METHODS.items() if cls.families is None or family in cls.families)
 
 
 def get_method(name: str) -> type[Method]:

@@ -101,6 +101,7 @@ class Lora(Method):
     """
 
     name = "lora"
+    families = ("vit",)  # wraps modules inside ViT blocks
     summary = "LoRA: low-rank updates on the blocks' Linear layers"
     default_optim = {"optimizer": "adamw", "lr": 4e-3, "weight_decay": 0.05}  # docs/default-optim.md
     config_cls = LoraConfig

@@ -44,8 +44,11 @@ class Partial(Method):
         return self.info.depth - self.config.k
 
     def attach(self, backbone: Backbone) -> None:
-        blocks = list(backbone.iter_blocks())[-self.config.k :]
-        for module in [*blocks, *backbone.final_norms()]:
+        first = backbone.depth - self.config.k
+        modules = [backbone.block(i) for i in range(first, backbone.depth)]
+        # a downsampling between two trained blocks trains too (Swin partial-4: stage 3's last blocks + merging)
+        modules += [t for i in range(first + 1, backbone.depth) if (t := backbone.transition(i)) is not None]
+        for module in [*modules, *backbone.final_norms()]:
             module.requires_grad_(True)
             for sub in module.modules():
                 mark_trainable(sub)

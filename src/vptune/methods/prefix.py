@@ -52,6 +52,7 @@ class VPTPrefix(Method):
     """Prompt tokens as extra keys/values of the frozen attention of each prompted block."""
 
     name = "vpt-prefix"
+    families = ("vit",)  # wraps modules inside ViT blocks
     summary = "VPT-prefix: prompts only as extra keys/values of every self-attention"
     default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md
     config_cls = PrefixConfig

@@ -83,6 +83,8 @@ class PromptConfig(MethodConfig):
                 f"method.sharing: location 'concat-channel' has no per-token prompts to share; set sharing: none "
                 f"(got {self.sharing})"
             )
+        if info.block_dims:
+            self.check_hierarchical(info)
         if self.init == "class-prototype":
             if loc != "prepend" or self.sharing != "none" or self.projection_dim is not None:
                 raise ConfigError(
@@ -92,6 +94,21 @@ class PromptConfig(MethodConfig):
                 )
             if info.num_prefix_tokens == 0:
                 raise ConfigError("method.init: class-prototype needs a backbone with a [CLS] token; use random")
+
+    def check_hierarchical(self, info: BackboneInfo) -> None:
+        """Swin: prepended prompts of each block's width, one set per prompted block (the official variants)."""
+        rules = (
+            ("location", self.location, self.location == "prepend", "prepend"),
+            ("sharing", self.sharing, self.sharing in ("none", "shared-intra"), "none or shared-intra"),
+            ("projection_dim", self.projection_dim, self.projection_dim is None, "no projection_dim"),
+            ("init", self.init, self.init == "random", "random"),
+        )
+        for field, got, good, want in rules:
+            if not good:
+                raise ConfigError(
+                    f"method.{field}: {got!r} is not supported on the {info.family} backbone '{info.name}' (stage "
+                    f"widths differ); use {want}"
+                )
 
 
 class ShallowConfig(PromptConfig):
@@ -105,9 +122,12 @@ class DeepConfig(PromptConfig):
 
 
 def prompt_init_bound(info: BackboneInfo) -> float:
-    """Xavier-style bound mirroring the patch embedding: sqrt(6 / (C * ph * pw + D)); 0.0625 for ViT-B/16."""
+    """Xavier-style bound mirroring the patch embedding: sqrt(6 / (C * ph * pw + D0)); 0.0625 for ViT-B/16.
+
+    D0 is the patch embedding's width (a Swin's first stage width: sqrt(6 / (3*4*4 + 128)) for Swin-B).
+    """
     ph, pw = info.patch_size
-    return math.sqrt(6.0 / (info.in_chans * ph * pw + info.embed_dim))
+    return math.sqrt(6.0 / (info.in_chans * ph * pw + info.input_dim))
 
 
 class PromptTuning(Method):
@@ -123,6 +143,7 @@ class PromptTuning(Method):
     """
 
     shares_backbone_pass = True
+    families = ("vit", "swin")
 
     def __init__(self, config: PromptConfig, info: BackboneInfo) -> None:
         super().__init__(config, info)
@@ -135,8 +156,14 @@ class PromptTuning(Method):
         self.share_tokens = config.sharing in ("shared-intra", "shared-all")
         self.register_parameter("prompts", None)  # p = 0 or concat-channel: no prompt tensor in the method
         self.project: nn.Linear | None = None
+        self.block_prompts: nn.ParameterList | None = None  # hierarchical backbones: (tokens, D_i) per layer
         tokens = 1 if self.share_tokens else self.length
-        if self.length and self.location == "prepend-pixel":  # (tokens, C, ph, pw), range of normalised pixels
+        if self.length and info.block_dims:
+            bound = prompt_init_bound(info)
+            self.block_prompts = nn.ParameterList(
+                nn.Parameter(torch.empty(tokens, info.dim_at(layer)).uniform_(-bound, bound)) for layer in self.layers
+            )
+        elif self.length and self.location == "prepend-pixel":  # (tokens, C, ph, pw), range of normalised pixels
             self.prompts = nn.Parameter(torch.empty(tokens, info.in_chans, *info.patch_size))
             nn.init.uniform_(self.prompts, -1.0, 1.0)
         elif self.length and self.location in TOKEN_LOCATIONS:  # (sets, tokens, k or D)
@@ -177,6 +204,8 @@ class PromptTuning(Method):
 
     def layer_prompts(self, slot: int) -> torch.Tensor:
         """The p token-space prompts (p, D) inserted at the ``slot``-th prompted layer (after dropout)."""
+        if self.block_prompts is not None:
+            return self.dropout(self.block_prompts[slot].expand(self.length, -1))  # (p, D_i)
         prompts = self.prompts[0 if self.share_layers else slot]  # (tokens, k or D)
         if self.project is not None:
             prompts = self.project(prompts)  # (tokens, D)

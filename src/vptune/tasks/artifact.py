@@ -235,6 +235,7 @@ def attach_task(task: TaskArtifact, vit: torch.nn.Module, digest: str) -> Adapte
     tensors = check_tensors(tensor_path, model.trainable_state_dict(), task.meta)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     frozen = set(model.state_dict()) - expected
+    frozen -= {k for k in frozen if k.endswith("num_batches_tracked")}  # BatchNorm never reports these missing
     if set(missing) != frozen or unexpected:  # exactly the frozen keys may be absent
         raise ArtifactError(f"'{task.path}': tensors did not load cleanly (unexpected {unexpected[:5]})")
     return model.eval()
