@@ -32,6 +32,9 @@ class DataConfig(_Section):
     augment: Literal["none", "flip-crop"] = Field(
         "none", description="none: plain resize (VTAB); flip-crop: resize+random crop+flip (FGVC)"
     )
+    interpolation: Literal["model", "bilinear", "bicubic"] = Field(
+        "model", description="resize filter: the model's timm data config, or bilinear (VTAB's TF pipeline)"
+    )
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train held out when no val split exists")
     train_split: str = Field("train", description="split to train on (e.g. train800val200 for VTAB-1k)")
     val_split: str | None = Field("val", description="split scored each epoch (none: no validation)")
@@ -44,7 +47,7 @@ class DataConfig(_Section):
 class OptimConfig(_Section):
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0.0, description="learning rate (base lr when scale_lr is true)")
-    scale_lr: bool = Field(False, description="use lr * batch_size / 256 (the paper's rule)")
+    scale_lr: bool = Field(True, description="use lr * batch_size / 256 (the paper's rule, every optimiser)")
     weight_decay: float = Field(1e-4, ge=0.0, description="not applied to biases and 1-d parameters")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     warmup_epochs: float = Field(1.0, ge=0.0, description="linear warmup, then cosine decay to 0, per iteration")

@@ -102,9 +102,10 @@ class AdaptedModel(nn.Module):
         return self.head(self.forward_features(images))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The tensors a task artifact stores: every trainable parameter plus the method's buffers."""
+        """The tensors a task artifact stores: every trainable parameter plus the method's and head's buffers."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
         names |= {f"method.{n}" for n, _ in self.method.named_buffers()}
+        names |= {f"head.{n}" for n, _ in self.head.named_buffers()}  # e.g. the Mlp-k head's BatchNorm statistics
         return {k: v for k, v in self.state_dict().items() if k in names}
 
     def parameter_summary(self) -> dict[str, Any]:

@@ -19,28 +19,28 @@ import json
 import math
 import re
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .bench import search
+from .bench.search import ADAMW_LRS, SGD_LRS, WDS
 from .config import RunConfig
 from .data import TaskData, load_data
 from .engine.io import write_json
 from .errors import ConfigError, VptuneError
 
 BEST_FILE = "best.json"
-WEIGHT_DECAYS = [0.01, 0.001, 1e-4, 0.0]
-PAPER_GRIDS: dict[str, dict[str, Any]] = {
-    "sgd": {"lr": [50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05], "weight_decay": WEIGHT_DECAYS},
-    "adamw": {"lr": [0.001, 5e-4, 1e-4, 0.005], "weight_decay": WEIGHT_DECAYS},
+WEIGHT_DECAYS = list(WDS)
+PAPER_GRIDS: dict[str, dict[str, Any]] = {  # the same grids as `vptune bench` (vptune.bench.search)
+    "sgd": {"lr": list(SGD_LRS), "weight_decay": WEIGHT_DECAYS},
+    "adamw": {"lr": list(ADAMW_LRS), "weight_decay": WEIGHT_DECAYS},
 }
 SMALL_GRIDS: dict[str, dict[str, Any]] = {
     "sgd": {"lr": [10.0, 1.0], "weight_decay": [0.001, 0.0]},
     "adamw": {"lr": [0.001, 1e-4], "weight_decay": [0.001, 0.0]},
 }
-SCALE_LR = {"sgd": True, "adamw": False}  # the paper scales SGD's base lr by batch / 256
-PAPER_PROMPT_LENGTHS = [1, 5, 10, 50, 100, 200]
+PAPER_PROMPT_LENGTHS = list(search.PAPER_PROMPT_LENGTHS)
 # settings a trial varies, or that do not change its result: left out of the study's settings check
 VOLATILE = {("out",), ("train", "progress"), ("train", "device"), ("data", "num_workers")}
 
@@ -137,13 +137,7 @@ def settings_digest(cfg: RunConfig, space: dict[str, list[Any]]) -> tuple[str, d
 
 
 def _import_optuna() -> Any:
-    try:
-        import optuna
-    except ModuleNotFoundError:
-        raise VptuneError("vptune tune needs Optuna: pip install 'optuna>=3.5'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
-    return optuna
+    return search.import_optuna()
 
 
 def open_study(cfg: RunConfig, opts: TuneOptions, task: str, out: Path, space: dict[str, list[Any]]) -> Any:
@@ -152,7 +146,7 @@ def open_study(cfg: RunConfig, opts: TuneOptions, task: str, out: Path, space: d
     url = opts.storage or default_storage(out)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=600) if "://" in url else url
+    storage = search.open_storage(url, heartbeat_s=60, grace_s=600, retry=False) if "://" in url else url
     if opts.sampler == "grid":
         sampler = optuna.samplers.GridSampler(space, seed=cfg.train.seed)
     else:
@@ -243,14 +237,20 @@ def make_objective(cfg: RunConfig, opts: TuneOptions, space: dict[str, list[Any]
 
 
 def best_trial(study: Any, space: dict[str, list[Any]]) -> Any | None:
-    """The complete trial with the highest val top-1; ties go to the grid point listed first."""
+    """The complete trial with the highest val top-1; ties go to the cheaper, more regularised point (smaller
+    lr, then larger weight decay, then shorter prompt: :func:`vptune.bench.plan.tie_key`, the bench's rule)."""
+    from .bench.search import tie_key
+
     optuna = _import_optuna()
-    names = sorted(space)
-    order = {_key(p, names): i for i, p in enumerate(grid_points(space))}
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         return None
-    return min(complete, key=lambda t: (-t.value, order.get(_key(t.params, names), len(order)), t.number))
+
+    def point(t: Any) -> dict[str, Any]:
+        p = dict(t.params)
+        return {"lr": p.pop("lr"), "wd": p.pop("weight_decay"), **p}
+
+    return min(complete, key=lambda t: (-t.value, tie_key(point(t), space), t.number))
 
 
 def write_best(
@@ -332,9 +332,6 @@ def tune(cfg: RunConfig, out: str | Path, opts: TuneOptions, data: TaskData | No
     if cfg.data.val_split is None:
         raise ConfigError("data.val_split: tuning scores each trial on a validation split; set one (e.g. val200)")
     space = search_space(cfg, opts)
-    if opts.lrs is None:  # the grid's learning rates are meant with the paper's scaling rule (SGD) or without
-        scale = SCALE_LR[cfg.optim.optimizer]
-        cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"scale_lr": scale})})
     data = data or load_data(cfg.data.spec, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed)
     data.split(cfg.data.train_split)  # a missing split is reported before any trial runs
     data.split(cfg.data.val_split)

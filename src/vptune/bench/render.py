@@ -60,6 +60,8 @@ def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
         f"- Software: {'; '.join(rep['versions'])}; commit {', '.join(rep['commits'])}",
         f"- Devices: {', '.join(rep['devices'])}",
     ]
+    if rep.get("paper_mismatch"):
+        lines.append(f"- Paper figures not shown: {rep['paper_mismatch']}")
     if rep["paper"]:
         lines.append(
             f"- In brackets: {PAPER_LABEL} and our difference (ours - paper); the paper's numbers are not ours. Its "

@@ -159,23 +159,27 @@ class PromptTuning(Method):
             pe.proj = ChannelPromptProj(pe.proj, self.length, size, self.config.dropout)
 
     def layer_prompts(self, slot: int) -> torch.Tensor:
-        """The p token-space prompts (p, D) inserted at the ``slot``-th prompted layer (after dropout)."""
+        """The p token-space prompts (p, D) inserted at the ``slot``-th prompted layer (before dropout)."""
         prompts = self.prompts[0 if self.share_layers else slot]  # (tokens, k or D)
         if self.project is not None:
             prompts = self.project(prompts)  # (tokens, D)
-        return self.dropout(prompts.expand(self.length, -1))  # (p, D)
+        return prompts.expand(self.length, -1)  # (p, D)
 
-    def pixel_tokens(self, backbone: nn.Module) -> torch.Tensor:
-        """Pixel prompt patches through the frozen patch-embedding projection (no position embedding): (p, D)."""
-        pixels = self.dropout(self.prompts).expand(self.length, -1, -1, -1)  # (p, C, ph, pw)
-        tokens = backbone.patch_embed.proj(pixels).flatten(1)  # (p, D, 1, 1) -> (p, D)
-        return backbone.patch_embed.norm(tokens)
+    def pixel_tokens(self, backbone: nn.Module, batch: int) -> torch.Tensor:
+        """Pixel prompt patches through the frozen patch-embedding projection (no position embedding): (B, p, D).
+
+        Dropout acts after expanding to the batch, so every image gets its own mask (as the official code).
+        """
+        pixels = self.prompts.expand(batch, self.length, -1, -1, -1)  # (B, p, C, ph, pw)
+        pixels = self.dropout(pixels).flatten(0, 1)  # (B * p, C, ph, pw)
+        tokens = backbone.patch_embed.proj(pixels).flatten(1)  # (B * p, D, 1, 1) -> (B * p, D)
+        return backbone.patch_embed.norm(tokens).unflatten(0, (batch, self.length))  # (B, p, D)
 
     def embed(self, backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
         if self.location != "prepend-pixel" or not self.length:
             return super().embed(backbone, images)
         x = backbone.patch_drop(backbone._pos_embed(backbone.patch_embed(images)))  # (B, n + patches, D)
-        tokens = self.pixel_tokens(backbone).to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, p, D)
+        tokens = self.pixel_tokens(backbone, x.shape[0]).to(x.dtype)  # (B, p, D)
         n = self.num_prefix
         return backbone.norm_pre(torch.cat([x[:, :n], tokens, x[:, n:]], dim=1))  # (B, n + p + patches, D)
 
@@ -184,6 +188,7 @@ class PromptTuning(Method):
         if slot is None or self.length == 0 or self.location not in TOKEN_LOCATIONS:
             return x
         prompts = self.layer_prompts(slot).to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, p, D)
+        prompts = self.dropout(prompts)  # after expanding to the batch: one mask per image (official code)
         n, p = self.num_prefix, self.length
         if self.location == "add":  # same length: prompts added to the first p patch tokens
             return torch.cat([x[:, :n], x[:, n : n + p] + prompts, x[:, n + p :]], dim=1)
