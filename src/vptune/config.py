@@ -18,7 +18,10 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    name: str = Field("vit_base_patch16_224.orig_in21k", description="timm model name")
+    name: str = Field(
+        "vit_base_patch16_224.orig_in21k",
+        description="timm model name, e.g. vit_base_patch16_224.orig_in21k, or vptune_micro_vit (bundled)",
+    )
     pretrained: bool = Field(True, description="load timm's pretrained weights (false: random init, for tests)")
     weights: str | None = Field(None, description="local .safetensors/.pth/.npz weights file (overrides pretrained)")
     img_size: int | None = Field(None, ge=8, le=4096, description="input resolution (default: the model's)")
@@ -45,22 +48,24 @@ class DataConfig(_Section):
 
 
 class OptimConfig(_Section):
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (with momentum) or adamw")
     lr: float = Field(0.1, gt=0.0, description="learning rate (base lr when scale_lr is true)")
     scale_lr: bool = Field(True, description="use lr * batch_size / 256 (the paper's rule, every optimiser)")
-    weight_decay: float = Field(1e-4, ge=0.0, description="not applied to biases and 1-d parameters")
+    weight_decay: float = Field(1e-4, ge=0.0, description="weight decay (not applied to biases and 1-d parameters)")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     warmup_epochs: float = Field(1.0, ge=0.0, description="linear warmup, then cosine decay to 0, per iteration")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(10, ge=1, le=100000)
+    epochs: int = Field(10, ge=1, le=100000, description="passes over the train split")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (overrides epochs)")
-    batch_size: int = Field(32, ge=1, le=65536)
+    batch_size: int = Field(
+        32, ge=1, le=65536, description="images per batch, all ranks together (x grad_accum per step)"
+    )
     grad_accum: int = Field(1, ge=1, le=1024, description="micro-batches per optimiser step")
     val_every: int = Field(1, ge=0, description="validate every N epochs (0: only at the end)")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="seeds init, data order and augmentation")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     amp: Literal["auto", "bf16", "fp16", "off"] = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 elsewhere")
     grad_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
-from .cli import TRAIN_FLAGS
+from .common import add_json
+from .flags import add_config_file_flags, add_config_flags, config_from_args, run_flags
 
-# the train command's flags, less those the search itself sets (lr, wd) or names differently (out)
-TUNE_FLAGS = {k: v for k, v in TRAIN_FLAGS.items() if k not in ("lr", "wd", "out")}
+# the train command's flags, less those the search itself sets (lr, wd) or declares with its own meaning (out)
+TUNE_FLAGS = run_flags(without=("optim.lr", "optim.weight_decay", "out", "data.skip_bad_images"))
 
 
 def _floats(text: str) -> list[float]:
@@ -21,7 +21,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _lengths(text: str) -> list[int]:
-    from .tune import PAPER_PROMPT_LENGTHS
+    from ..tune import PAPER_PROMPT_LENGTHS
 
     if text == "paper":
         return list(PAPER_PROMPT_LENGTHS)
@@ -32,17 +32,10 @@ def _lengths(text: str) -> list[int]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .config import build_config
-    from .errors import VptuneError
-    from .tune import TuneOptions, tune
+    from ..errors import VptuneError
+    from ..tune import TuneOptions, tune
 
-    flags: dict[str, Any] = {key: getattr(args, name) for name, key in TUNE_FLAGS.items()}
-    if args.no_pretrained:
-        flags["model.pretrained"] = False
-    if args.json or args.no_progress:
-        flags["train.progress"] = False
-    flags["out"] = args.out
-    cfg = build_config(args.config, flags, args.set)
+    cfg = config_from_args(args, TUNE_FLAGS, {"out": args.out})
     if not cfg.data.spec:
         raise VptuneError("no data given: pass --data SPEC (e.g. vtab1k:ROOT/TASK, offline:digits)")
     opts = TuneOptions(
@@ -79,18 +72,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Each trial trains on data.train_split (train800 for VTAB-1k) and scores val top-1 at the last "
         "epoch on data.val_split (val200). Re-running resumes; several machines can share one --storage.",
     )
-    p.add_argument("--model", help="timm model name")
-    p.add_argument("--weights", help="local backbone weights file")
-    p.add_argument("--no-pretrained", action="store_true", help="random backbone weights (tests)")
-    p.add_argument("--data", help="data spec, e.g. vtab1k:ROOT/TASK")
-    p.add_argument("--method", help="adaptation method (see `vptune methods`)")
-    p.add_argument("--prompt-length", type=int, help="fixed prompt length (when not searched)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["sgd", "adamw"], help="picks the grid's learning rates")
-    p.add_argument("--img-size", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
+    add_config_flags(p, TUNE_FLAGS)
     p.add_argument("--grid", choices=["paper", "small"], default="paper", help="paper: 10x4 (SGD) / 4x4 (AdamW)")
     p.add_argument("--lrs", type=_floats, help="comma-separated learning rates instead of the grid's")
     p.add_argument("--wds", type=_floats, help="comma-separated weight decays instead of the grid's")
@@ -102,9 +84,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna database URL (default sqlite:///OUT/study.db)")
     p.add_argument("--study-name", help="default: TASK-METHOD")
     p.add_argument("--trials", type=int, help="start at most N trials now (default: every remaining grid point)")
-    p.add_argument("--config", help="YAML file with model:, data:, method:, optim:, train: sections")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, repeatable")
+    add_config_file_flags(p)
     p.add_argument("--out", required=True, help="folder for study.db, trials/ and best.json")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print best.json (without the trial list)")
+    add_json(p, "print best.json (without the trial list)")
     p.set_defaults(func=cmd_tune)

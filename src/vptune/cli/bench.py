@@ -7,16 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-
-def _names(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+from .common import add_device, add_json, add_no_progress, names
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import build_plan, load_suite, run_suite, write_report
+    from ..bench import build_plan, load_suite, run_suite, write_report
 
     suite = load_suite(args.suite, args.set, data_root=args.data_root)
-    tasks, methods = _names(args.tasks), _names(args.methods)
+    tasks, methods = names(args.tasks), names(args.methods)
     if args.dry_run:
         plan = build_plan(suite, args.out, tasks, methods)
         if args.json:
@@ -44,7 +42,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .bench import write_report
+    from ..bench import write_report
 
     rep = write_report(args.dir, args.out)
     if args.json:
@@ -56,7 +54,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from .bench.visualize import visualize_task
+    from ..bench.visualize import visualize_task
 
     res = visualize_task(
         args.dir,
@@ -96,23 +94,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, tasks, class counts); train nothing")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_no_progress(p)
+    add_json(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="report.md + report.csv + plots from a bench folder's result JSONs")
     p.add_argument("dir", help="the bench output folder")
     p.add_argument("--out", help="write the report here (default: DIR)")
-    p.add_argument("--json", action="store_true", help="print the report data as JSON")
+    add_json(p, "print the report data as JSON")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("visualize", help="t-SNE of final features: frozen backbone vs a task artifact (PNG)")
     p.add_argument("dir", help="task folder (e.g. OUT/runs/TASK/METHOD/final/LR_WD_SEED)")
     p.add_argument("--data", required=True, help="data spec of the task, e.g. vtab1k:ROOT/dtd or offline:digits")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="split to embed (default: test)")
     p.add_argument("--out", help="PNG file (default: DIR/tsne_SPLIT.png)")
-    p.add_argument("--max-images", type=int, default=1000, help="seeded subset of the split when larger")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--max-images", type=int, default=1000, help="seeded subset of the split when larger (default: 1000)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset and of t-SNE (default: 0)")
+    add_device(p)
+    add_json(p)
     p.set_defaults(func=cmd_visualize)

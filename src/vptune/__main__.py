@@ -1,0 +1,7 @@
+"""``python -m vptune`` (and ``torchrun -m vptune train ...``): the ``vptune`` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

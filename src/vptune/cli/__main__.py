@@ -1,0 +1,7 @@
+"""``python -m vptune.cli``: the same as the ``vptune`` console script."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
