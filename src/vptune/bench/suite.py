@@ -31,7 +31,8 @@ ADAMW_METHODS: frozenset[str] = frozenset({"full", "partial", "bias", "adapter",
 
 MISSING_ROOT = "<data-root>"  # placeholder in dry-run plans of vtab1k / fgvc suites without --data-root
 PROTOCOLS: dict[str, str] = {
-    "paper": "lr and wd chosen by val top-1 at the last epoch after training on the selection split; final runs "
+    "paper": "lr, wd (and any searched method option, e.g. the prompt length) chosen by val top-1 at the last epoch "
+    "after training on the selection split (ties: smaller lr, larger wd, shorter prompt); final runs "
     "train on the final split with every seed; test top-1 at the last epoch, evaluated once at the end of each run",
     "best-val-epoch": "lr, wd and the number of epochs chosen by the best val top-1 over the epochs of the "
     "selection runs; final runs train on the final split for that many epochs with every seed; test top-1 at "

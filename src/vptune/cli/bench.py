@@ -25,10 +25,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"  task {t['name']:<22} {t['group']:<12} {t['num_classes'] or '?':>4} classes  {t['spec']}")
             for m in plan["methods"]:
                 grid = m["grid"]
-                print(f"  method {m['name']:<20} {m['optimizer']:<6} {len(grid['lr'])} lr x {len(grid['wd'])} wd")
+                axes = "".join(f" x {len(v)} {k}" for k, v in grid["method"].items())
+                print(f"  method {m['name']:<20} {m['optimizer']:<6} {len(grid['lr'])} lr x {len(grid['wd'])} wd{axes}")
             print("runs: " + ", ".join(f"{k} {v}" for k, v in plan["counts"].items()))
         return 0
-    summary = run_suite(suite, args.out, tasks=tasks, methods=methods, progress=not args.no_progress)
+    from ..bench.workers import WorkerOptions
+
+    workers = WorkerOptions(storage=args.storage, heartbeat_s=args.heartbeat, grace_s=args.grace, poll_s=args.poll)
+    if args.worker_name:
+        workers.worker = args.worker_name
+    summary = run_suite(suite, args.out, tasks=tasks, methods=methods, progress=not args.no_progress, workers=workers)
     if not args.no_report:
         rep = write_report(args.out)
         summary["report"] = rep["files"]
@@ -94,6 +100,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, tasks, class counts); train nothing")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="share the suite with other workers through this Optuna database: start the same command (same --out "
+        "on a shared file system) in any number of processes or machines; each run is claimed by one worker. "
+        "sqlite:///OUT/bench.db for one machine, postgresql://USER@HOST/DB or mysql+pymysql://... for many "
+        "(default: in memory, this process only)",
+    )
+    p.add_argument("--heartbeat", type=int, default=30, metavar="S", help="seconds between heartbeats (default 30)")
+    p.add_argument(
+        "--grace",
+        type=int,
+        default=120,
+        metavar="S",
+        help="a run without a heartbeat for S seconds (its worker died) is queued again (default 120)",
+    )
+    p.add_argument("--poll", type=float, default=5.0, metavar="S", help="idle wait for other workers' runs (default 5)")
+    p.add_argument("--worker-name", help="this worker's name in the database and logs (default HOST:PID)")
     add_no_progress(p)
     add_json(p)
     p.set_defaults(func=cmd_bench)

@@ -70,7 +70,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "tune",
         help="lr x weight-decay (x prompt length) search on Optuna; writes OUT/best.json",
         description="Each trial trains on data.train_split (train800 for VTAB-1k) and scores val top-1 at the last "
-        "epoch on data.val_split (val200). Re-running resumes; several machines can share one --storage.",
+        "epoch on data.val_split (val200); ties go to the smaller lr, then the larger weight decay, then the shorter "
+        "prompt (as vptune bench). Every lr is a base lr scaled by batch/256 for SGD and AdamW (optim.scale_lr, true "
+        "by default, as train and bench). Re-running resumes; several machines can share one --storage.",
     )
     add_config_flags(p, TUNE_FLAGS)
     p.add_argument("--grid", choices=["paper", "small"], default="paper", help="paper: 10x4 (SGD) / 4x4 (AdamW)")
