@@ -54,6 +54,7 @@ class TuneOptions:
         lrs: Learning rates to try instead of the grid's.
         weight_decays: Weight decays to try instead of the grid's.
         prompt_lengths: Prompt lengths to search too (methods with a ``prompt_length`` option).
+        options: Any other method option to search, e.g. ``{"reduction": [8, 64, 256]}`` for the adapter.
         sampler: ``grid`` (every point once) or ``tpe`` (Optuna's TPE over the same values; needs ``trials``).
         prune: Stop weak trials early (successive halving on per-epoch val top-1).
         storage: Database URL; default ``sqlite:///OUT/study.db``.
@@ -66,6 +67,7 @@ class TuneOptions:
     lrs: list[float] | None = None
     weight_decays: list[float] | None = None
     prompt_lengths: list[int] | None = None
+    options: dict[str, list[Any]] | None = None
     sampler: Literal["grid", "tpe"] = "grid"
     prune: bool = False
     storage: str | None = None
@@ -75,7 +77,7 @@ class TuneOptions:
 
 
 def search_space(cfg: RunConfig, opts: TuneOptions) -> dict[str, list[Any]]:
-    """The values per searched setting: ``lr``, ``weight_decay`` and optionally ``prompt_length``."""
+    """The values per searched setting: ``lr``, ``weight_decay`` and optionally ``prompt_length`` / method options."""
     grids = PAPER_GRIDS if opts.grid == "paper" else SMALL_GRIDS
     base = grids[cfg.optim.optimizer]
     space: dict[str, list[Any]] = {
@@ -86,6 +88,10 @@ def search_space(cfg: RunConfig, opts: TuneOptions) -> dict[str, list[Any]]:
         if "prompt_length" not in type(cfg.method).model_fields:
             raise ConfigError(f"--prompt-lengths: method '{cfg.method.name}' has no prompt_length option")
         space["prompt_length"] = [int(p) for p in opts.prompt_lengths]
+    for name, values in (opts.options or {}).items():
+        if name in ("name", "lr", "weight_decay") or name not in type(cfg.method).model_fields:
+            raise ConfigError(f"--search method.{name}: method '{cfg.method.name}' has no option '{name}'")
+        space[name] = list(values)
     for name, values in space.items():
         if not values or len(set(values)) != len(values):
             raise ConfigError(f"tune: the values of {name} must be non-empty and distinct (got {values})")
@@ -105,8 +111,9 @@ def trial_config(cfg: RunConfig, params: dict[str, Any], out: Path, prune: bool)
     """The run of one grid point: searched values set, test split skipped, its own output folder."""
     data = cfg.to_dict()
     data["optim"].update(lr=params["lr"], weight_decay=params["weight_decay"])
-    if "prompt_length" in params:
-        data["method"]["prompt_length"] = params["prompt_length"]
+    for name, value in params.items():
+        if name not in ("lr", "weight_decay"):  # prompt_length and other searched method options
+            data["method"][name] = value
     data["data"]["test_split"] = None  # the search never looks at test
     if prune:
         data["train"]["val_every"] = 1
@@ -129,8 +136,8 @@ def settings_digest(cfg: RunConfig, space: dict[str, list[Any]]) -> tuple[str, d
         node.pop(path[-1], None)
     data["optim"].pop("lr", None)
     data["optim"].pop("weight_decay", None)
-    if "prompt_length" in space:
-        data["method"].pop("prompt_length", None)
+    for name in space:
+        data["method"].pop(name, None)
     data["search_space"] = space
     text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16], data
@@ -265,8 +272,9 @@ def write_best(
     states = optuna.trial.TrialState
     method = cfg.method.model_dump(mode="json")
     method.pop("name")
-    if "prompt_length" in best.params:
-        method["prompt_length"] = best.params["prompt_length"]
+    for name, value in best.params.items():
+        if name not in ("lr", "weight_decay"):
+            method[name] = value
     optim = {
         "optimizer": cfg.optim.optimizer,
         "lr": best.params["lr"],
