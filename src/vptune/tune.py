@@ -181,11 +181,8 @@ def _key(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
 
 
 def grid_points(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every combination, in the order the values are listed (the tie-break order of :func:`best_trial`)."""
-    import itertools
-
-    names = sorted(space)
-    return [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
+    """Every combination, in the order the values are listed (axes by name; the engine's grid, shared with bench)."""
+    return search.grid_points({n: space[n] for n in sorted(space)})
 
 
 def plan_trials(study: Any, space: dict[str, list[Any]], opts: TuneOptions) -> int:

@@ -8,13 +8,13 @@ runs on seeded subsets of the final split).
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, build_config
+from . import search
 from .search import tie_key
 from .suite import MethodSpec, Suite, TaskInfo
 
@@ -80,9 +80,7 @@ def grid_points(method: MethodSpec) -> list[dict[str, Any]]:
     """Every grid point ``{lr, wd, **method options}`` in listed order (lr outermost)."""
     grid = method.grid
     assert grid is not None
-    axes = {"lr": grid.lr, "wd": grid.wd, **grid.method}
-    names = list(axes)
-    return [dict(zip(names, values)) for values in itertools.product(*axes.values())]
+    return search.grid_points({"lr": grid.lr, "wd": grid.wd, **grid.method})
 
 
 def selection_runs(suite: Suite, task: TaskInfo, method: MethodSpec) -> list[RunSpec]:

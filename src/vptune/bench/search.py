@@ -1,7 +1,7 @@
 """The one selection engine shared by ``vptune tune`` and ``vptune bench``: grids, tie-breaking, storage.
 
-- **Grids**: the paper's learning rates and weight decays (vpt-method.md section 7); any method option (the
-  prompt length p, the adapter's reduction r, ...) can be an extra axis.
+- **Grids** (:func:`grid_points`): the paper's learning rates and weight decays (vpt-method.md section 7); any
+  method option (the prompt length p, the adapter's reduction r, ...) can be an extra axis.
 - **Ties**: with 200 validation images equal scores are common; :func:`tie_key` orders equally scored points
   toward the cheaper, more regularised choice: smaller lr, then larger weight decay, then shorter prompt.
 - **Storage**: :func:`open_storage` opens Optuna's RDB storage (SQLite for one machine, PostgreSQL or MySQL for
@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Any
 
@@ -26,6 +27,12 @@ PAPER_PROMPT_LENGTHS: tuple[int, ...] = (1, 5, 10, 50, 100, 200)
 ADAPTER_REDUCTIONS: tuple[int, ...] = (8, 64, 256)
 
 PREFER_HIGH = frozenset({"wd", "weight_decay", "reduction"})  # larger is more regularised / cheaper
+
+
+def grid_points(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values, the first axis outermost, values in listed order."""
+    names = list(axes)
+    return [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
 
 
 def tie_key(point: dict[str, Any], order: dict[str, list[Any]] | None = None) -> tuple[Any, ...]:

@@ -117,6 +117,8 @@ class RunQueue:
         for trial in study.get_trials(deepcopy=False, states=(state.WAITING,)):
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             try:
+                if hasattr(self.storage, "record_heartbeat"):  # first: a worker killed right after claiming is seen
+                    self.storage.record_heartbeat(trial_id)
                 if self.storage.set_trial_state_values(trial_id, state.RUNNING):
                     self.storage.set_trial_user_attr(trial_id, "worker", self.opts.worker)
                     return trial_id, trial.number, trial.user_attrs["key"]
@@ -189,9 +191,12 @@ def work(
     """
     queue = RunQueue(suite, out, opts)
     counts = {"trained": 0, "skipped": 0, "waited": 0}
+    finished: set[str] = set()  # (task, method) pairs whose final runs are all complete: never looked at again
     while True:
         progressed, pending = False, False
         for task, method in pairs:
+            if f"{task.name}/{method.name}" in finished:
+                continue
             stage = f"{task.name}/{method.name}"
             sel_runs = selection_runs(suite, task, method)
             sel = queue.study(f"{stage}/select", sel_runs)
@@ -224,6 +229,8 @@ def work(
                 break
             if len(queue.completed(fin)) < len(fin_runs):
                 pending = True
+            else:
+                finished.add(stage)
         if progressed:
             continue
         if not pending:
