@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import itertools
+import random
+import time
 import warnings
 from typing import Any
 
@@ -26,6 +28,7 @@ WDS: tuple[float, ...] = (0.01, 0.001, 1e-4, 0.0)
 PAPER_PROMPT_LENGTHS: tuple[int, ...] = (1, 5, 10, 50, 100, 200)
 ADAPTER_REDUCTIONS: tuple[int, ...] = (8, 64, 256)
 
+OPEN_ATTEMPTS = 6
 PREFER_HIGH = frozenset({"wd", "weight_decay", "reduction"})  # larger is more regularised / cheaper
 
 
@@ -87,21 +90,27 @@ def open_storage(url: str | None, heartbeat_s: int = 60, grace_s: int = 180, ret
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}
-    try:
-        storage = optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=kwargs,
-            heartbeat_interval=heartbeat_s,
-            grace_period=grace_s,
-            heartbeat_stale_trial_callback=_retry_callback(optuna) if retry else None,
-        )
-    except ImportError:
-        raise VptuneError(
-            f"--storage {url}: the database driver is not installed (PostgreSQL: pip install 'vptune[postgres]', "
-            "i.e. psycopg2-binary; MySQL: pip install pymysql)"
-        ) from None
-    except Exception as err:  # sqlalchemy OperationalError & co: unreachable server, bad credentials, bad path
-        raise VptuneError(f"--storage {url}: cannot open the database: {str(err).splitlines()[0]}") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=heartbeat_s,
+                grace_period=grace_s,
+                heartbeat_stale_trial_callback=_retry_callback(optuna) if retry else None,
+            )
+            break
+        except ImportError:
+            raise VptuneError(
+                f"--storage {url}: the database driver is not installed (PostgreSQL: pip install 'vptune[postgres]', "
+                "i.e. psycopg2-binary; MySQL: pip install pymysql)"
+            ) from None
+        except Exception as err:  # OperationalError & co: unreachable server, bad credentials, bad path
+            # workers that start together race to create Optuna's tables (a unique-constraint error for the
+            # losers): wait and open the tables the winner made
+            if attempt + 1 == OPEN_ATTEMPTS:
+                raise VptuneError(f"--storage {url}: cannot open the database: {str(err).splitlines()[0]}") from None
+            time.sleep(0.5 + random.random() * (attempt + 1))
     if storage.engine.name == "sqlite":
         _immediate_transactions(storage.engine)
     return storage
