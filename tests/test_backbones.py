@@ -38,7 +38,7 @@ def test_prompts_go_after_all_prefix_tokens(name, size, prefix):
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         model.eval()(x)
-        plain = model.method.embed(model.backbone, x)
+        plain = model.method.embed(model.arch, x)
     tokens = seen["x"]
     assert tokens.shape[1] == plain.shape[1] + 3
     assert torch.equal(tokens[:, :prefix], plain[:, :prefix])  # class/register tokens untouched, first

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from conftest import tiny_model
@@ -14,8 +12,6 @@ from vptune.engine.trainer import fit
 from vptune.methods import method_names
 from vptune.methods.mlp import Mlp
 from vptune.methods.partial import Partial
-
-SLOW = pytest.mark.skipif(not os.environ.get("VPTUNE_SLOW"), reason="slow; set VPTUNE_SLOW=1 to run")
 
 
 def forward_backward(model, images):
@@ -90,7 +86,8 @@ def test_linear_feature_cache_gives_the_same_weights_and_is_reused(image_folder,
     cached = run(image_folder, tmp_path / "c", {"name": "linear"})
     assert len(built) == 2  # train and val, once for both epochs
     again = run(image_folder, tmp_path / "c2", {"name": "linear"}, **{"optim.lr": 0.01})
-    assert len(built) == 2 and again.metrics["val_top1"] >= 0  # another grid point reuses them
+    assert len(built) == 2  # another grid point reuses them
+    assert not torch.equal(again.model.head.weight, cached.model.head.weight)  # and trained on them
     plain = run(image_folder, tmp_path / "p", {"name": "linear"}, **{"train.feature_cache": False})
     assert len(built) == 2
     assert_same_weights(cached, plain, atol=1e-6)
@@ -140,7 +137,22 @@ def test_compile_flag_falls_back_to_eager_when_compilation_fails(image_folder, t
     assert_same_weights(compiled, plain, atol=0)
 
 
-@SLOW
+@pytest.mark.slow
 def test_compile_trains_on_cpu(image_folder, tmp_path):
     result = run(image_folder, tmp_path / "c", {"name": "vpt-deep", "prompt_length": 2}, **{"train.compile": True})
-    assert 0.0 <= result.metrics["test_top1"] <= 1.0
+    assert result.metrics["test_top1"] >= 0.75  # chance 1/3; the same run without compile reaches 1.0
+
+
+@pytest.mark.parametrize(
+    ("method", "start"),
+    [
+        ({"name": "linear"}, 6),  # every block frozen: pooled features
+        ({"name": "mlp", "layers": 2}, 6),
+        ({"name": "partial", "k": 2}, 4),  # tokens after depth - k blocks
+        ({"name": "sidetune", "width": 8}, None),  # declares reads_images_after_pool
+        ({"name": "full"}, None),  # trains_backbone
+        ({"name": "vpt-deep", "prompt_length": 1}, None),  # prompts act from block 0
+    ],
+)
+def test_cache_start_follows_declared_capabilities(method, start):
+    assert cache.cache_start(tiny_model(method)) == start

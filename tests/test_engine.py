@@ -78,7 +78,9 @@ def test_train_writes_artifact_metrics_and_removes_checkpoint(image_folder, tmp_
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines if "epoch" in x] == [1, 2, 3] and lines[-1]["split"] == "test"
     task = read_task(out)
-    assert task.meta["metrics"]["test_n"] == 9 and 0.0 <= result.metrics["test_top1"] <= 1.0
+    assert task.meta["metrics"]["test_n"] == 9
+    # colour-coded classes are easy: chance is 1/3, the run reaches 1.0 (seeds 0, 1, 2 measured)
+    assert result.metrics["test_top1"] >= 0.75
     assert not list(out.glob(".*.tmp"))
 
 
@@ -139,3 +141,20 @@ def test_linear_learns_a_separable_task(image_folder, tmp_path):
         }
     )
     assert fit(cfg).metrics["test_top1"] >= 0.8
+
+
+def test_resume_refuses_a_checkpoint_with_other_tensors(image_folder, tmp_path):
+    """Resume checks the checkpoint holds exactly the trainable tensors and names what differs."""
+    flags = {"train.epochs": 2}
+
+    def crash(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(run_config(image_folder, tmp_path, **flags), on_epoch_end=crash)
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state["model"]["method.extra"] = state["model"].pop("method.prompts")
+    torch.save(state, path)
+    with pytest.raises(VptuneError, match=r"missing keys \['method.prompts'\], unexpected keys \['method.extra'\]"):
+        fit(run_config(image_folder, tmp_path, **flags))

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
+from cases_baselines import BASELINE_CASES
 from cases_core import CORE_CASES
-from conftest import tiny_model
+from cases_prompt import PROMPT_CASES
+from conftest import TINY, tiny_model
 
+from vptune.backbones import create_vit, weights_hash
+from vptune.methods import method_names
 from vptune.tasks import load_task, save_task
-
-try:
-    from cases_prompt import PROMPT_CASES
-except ImportError:  # pragma: no cover - filled by the method-zoo work
-    PROMPT_CASES = []
-try:
-    from cases_baselines import BASELINE_CASES
-except ImportError:  # pragma: no cover
-    BASELINE_CASES = []
 
 CASES = CORE_CASES + PROMPT_CASES + BASELINE_CASES
 NUM_CLASSES = 5
@@ -88,13 +85,46 @@ def test_save_load_round_trip_is_bit_identical(case, images, tmp_path):
     assert 4 * numel <= size <= 4 * numel + 64 * 1024, f"artifact {size} bytes for {numel} fp32 values"
 
 
+@functools.lru_cache(maxsize=1)
+def fresh_backbone() -> torch.nn.Module:
+    """A freshly created micro ViT with tiny_model's weights that no method ever touched."""
+    return create_vit(TINY, pretrained=False).eval()
+
+
 def test_identity_methods_reproduce_frozen_features(case, images):
+    """An identity-at-init method gives exactly the features of a fresh backbone with the same weights.
+
+    The reference is a separate, untouched backbone: the adapted model's own backbone carries the method's
+    modules (LoRA, adapters, ...), so comparing against it could not catch a wrong initialisation.
+    """
     spec, model = case
     if not spec["identity"]:
         pytest.skip("method is not an identity at initialisation")
     model.eval()
-    vit = model.backbone
+    vit = fresh_backbone()
+    assert weights_hash(vit) == model.backbone_hash  # same weights, different modules
     with torch.no_grad():
         ours = model.forward_features(images)
         theirs = vit.forward_head(vit.forward_features(images), pre_logits=True)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_case_tables_cover_every_method():
+    assert {c["method"]["name"] for c in CASES} == set(method_names())
+    assert len({c["id"] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("method", [{"name": "lora", "rank": 2}, {"name": "adapter", "reduction": 16}])
+def test_identity_check_catches_a_wrong_init(method, images):
+    """The fresh-backbone reference sees a method module that does not start at zero (its own backbone would not)."""
+    model = tiny_model(method, NUM_CLASSES).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.backbone.named_parameters():
+            if p.requires_grad and name.endswith(("lora_B.weight", "adapter.up.weight")):
+                p.add_(torch.randn_like(p) * 0.1)  # random: a constant shift would vanish in the LayerNorms
+        ours = model.forward_features(images)
+        own = model.backbone.forward_head(model.backbone.forward_features(images), pre_logits=True)
+        fresh = fresh_backbone().forward_head(fresh_backbone().forward_features(images), pre_logits=True)
+    torch.testing.assert_close(ours, own)  # the old reference: blind to the wrong init
+    assert not torch.allclose(ours, fresh, rtol=1e-5, atol=1e-5)

@@ -49,7 +49,7 @@ ISOLATED = {
     "added": "location 'add'",
     "pixel": "location 'prepend-pixel'",
     "lora": "backbone",
-    "prefix": "'attach'",
+    "prefix": "method 'vpt-prefix'",
     "adapter": "backbone",
 }
 

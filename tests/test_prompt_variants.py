@@ -14,10 +14,10 @@ from conftest import tiny_model
 from vptune.backbones import create_vit, describe
 from vptune.errors import ArtifactError, ConfigError
 from vptune.methods import build_method
-from vptune.methods.ensemble import load_ensemble
 from vptune.methods.prompt_layers import PrefixAttention, resolve_layers
 from vptune.model import AdaptedModel
 from vptune.tasks import save_task
+from vptune.tasks.ensemble import load_ensemble
 
 PATCHES, D = 64, 192
 
@@ -50,7 +50,7 @@ def test_prepend_inserts_after_all_prefix_tokens(images):
     vit = timm.create_model("vptune_micro_vit", pretrained=False, num_classes=0, reg_tokens=2)  # CLS + 2 registers
     info = describe("micro-reg", vit)
     model = AdaptedModel(vit, info, build_method({"name": "vpt-shallow", "prompt_length": 3}, info), 5)
-    embedded = model.method.embed(vit, images)
+    embedded = model.method.embed(model.arch, images)
     first = block_inputs(model, images)[0]
     assert first.shape[1] == 3 + 3 + PATCHES  # the sequence grows by p
     torch.testing.assert_close(first[:, :3], embedded[:, :3])  # CLS and registers untouched
@@ -115,7 +115,7 @@ def test_projection_maps_small_prompts_to_width(images):
 def test_add_keeps_length_and_adds_to_first_patches(images):
     model = tiny_model({"name": "vpt-deep", "prompt_length": 4, "location": "add"})
     assert model.method.prompt_tokens == 0
-    embedded = model.method.embed(model.backbone, images)
+    embedded = model.method.embed(model.arch, images)
     inputs = block_inputs(model, images)
     assert all(x.shape[1] == 1 + PATCHES for x in inputs)
     torch.testing.assert_close(inputs[0][:, 1:5], embedded[:, 1:5] + model.method.prompts[0])

@@ -1,4 +1,8 @@
-"""AdaptedModel: a frozen timm ViT, one adaptation method, and a head."""
+"""AdaptedModel: a frozen backbone, one adaptation method, and a head; vptune's one forward path.
+
+Every consumer (training, the feature cache, the multi-task bank, class-prototype initialisation) runs the
+backbone through :meth:`AdaptedModel.forward_blocks` or the :class:`~vptune.backbones.Backbone` it wraps.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +10,23 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from .backbones import BackboneInfo, create_vit, describe, weights_hash
+from .backbones import Backbone, BackboneInfo, create_vit, weights_hash, wrap_backbone
 from .methods import Method, MethodConfig, build_method
 
 
-def pool_tokens(x: torch.Tensor, output: str, num_prefix: int, num_prompts: int) -> torch.Tensor:
-    """Reduce final tokens (B, prefix + prompts + patches, D) to (B, D)."""
-    if output == "cls":
-        return x[:, 0]
-    if output == "image-pool":
-        return x[:, num_prefix + num_prompts :].mean(dim=1)
-    if output == "prompt-pool":
-        return x[:, num_prefix : num_prefix + num_prompts].mean(dim=1)
-    if output == "global-pool":
-        return x.mean(dim=1)
-    raise ValueError(f"unknown output '{output}'")
-
-
-def resolve_output(config: MethodConfig, backbone: nn.Module) -> str:
-    """`auto` reads the class token when the backbone pools by token, else the mean of patch tokens."""
-    if config.output != "auto":
-        return config.output
-    return (
-        "cls" if getattr(backbone, "global_pool", "token") == "token" and backbone.num_prefix_tokens else "image-pool"
-    )
+def resolve_output(config: MethodConfig, backbone: Backbone) -> str:
+    """`auto` asks the backbone family (ViT: the class token when timm pools by token, else mean of patches)."""
+    return backbone.default_output() if config.output == "auto" else config.output
 
 
 class AdaptedModel(nn.Module):
     """Frozen backbone + method + head. Only the method's choice of parameters requires gradients.
 
     Args:
-        backbone: A timm VisionTransformer created without a head (``num_classes=0``).
+        backbone: A timm model of a supported family created without a head (``num_classes=0``); kept as
+            ``self.backbone`` (artifact keys start with ``backbone.``), run through ``self.arch``, its
+            :class:`~vptune.backbones.Backbone` interface.
         info: Facts about the backbone (see :func:`vptune.backbones.describe`).
         method: The adaptation method (owns prompts/adapters; may unfreeze backbone parts).
         num_classes: Size of the fresh head.
@@ -55,14 +43,15 @@ class AdaptedModel(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.arch = wrap_backbone(backbone, info.name)  # plain attribute: holds no parameters of its own
         self.info = info
         self.method = method
         self.num_classes = num_classes
         self.backbone_hash = backbone_hash or weights_hash(backbone)
-        self.output = resolve_output(method.config, backbone)
+        self.output = resolve_output(method.config, self.arch)
         self.grad_checkpointing = False
         backbone.requires_grad_(False)
-        method.attach(backbone)
+        method.attach(self.arch)
         self.head = method.build_head(info.embed_dim, num_classes)
         self.train()
 
@@ -80,26 +69,44 @@ class AdaptedModel(nn.Module):
         """Recompute block activations in the backward pass to save memory."""
         self.grad_checkpointing = enable
 
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> features entering block 0, with the method's input-side edits."""
+        return self.method.embed(self.arch, images)
+
+    def forward_blocks(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Run blocks ``start``..``stop - 1`` with the method's per-block edits (the one block loop)."""
+        return self.arch.run_blocks(
+            x,
+            start,
+            stop,
+            before_block=self.method.before_block,
+            checkpointing=self.grad_checkpointing and torch.is_grad_enabled(),
+        )
+
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> normalised final tokens (B, prefix + prompts + patches, D)."""
-        x = self.method.embed(self.backbone, images)
-        for index, block in enumerate(self.backbone.blocks):
-            x = self.method.before_block(x, index)
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return self.backbone.norm(x)
+        """Images (B, C, H, W) -> final features, e.g. normalised tokens (B, prefix + prompts + patches, D)."""
+        return self.arch.finish(self.forward_blocks(self.embed(images)))
+
+    def pool(self, x: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
+        """Final features -> pooled pre-logit features (B, D); ``images`` only for methods that read them."""
+        features = self.arch.pool(x, self.output, self.method.prompt_tokens)
+        return self.method.after_pool(features, images)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Images -> pooled pre-logit features (B, D)."""
-        x = self.forward_tokens(images)
-        x = pool_tokens(x, self.output, self.info.num_prefix_tokens, self.method.prompt_tokens)
-        return self.method.after_pool(self.backbone.fc_norm(x), images)
+        return self.pool(self.forward_tokens(images), images)
+
+    def forward_dense(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> the dense feature map (B, D, h, w) for a dense head (prompt tokens dropped)."""
+        return self.arch.dense(self.forward_tokens(images), self.method.prompt_tokens)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, D) -> logits (B, num_classes)."""
+        return self.head(features)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images -> logits (B, num_classes)."""
-        return self.head(self.forward_features(images))
+        return self.forward_head(self.forward_features(images))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors a task artifact stores: every trainable parameter plus the method's and head's buffers."""
@@ -136,6 +143,6 @@ def build_model(
         >>> model = build_model("vit_base_patch16_224.orig_in21k", {"name": "vpt-deep", "prompt_length": 50}, 100)
     """
     vit = create_vit(model_name, pretrained=pretrained, weights=weights, img_size=img_size)
-    info = describe(model_name, vit)
+    info = wrap_backbone(vit, model_name).info
     digest = weights_hash(vit)
     return AdaptedModel(vit, info, build_method(method, info), num_classes, backbone_hash=digest)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,33 +10,12 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
+from .interface import BackboneInfo, wrap_backbone
+from .vit import VIT_SEAMS
 
-# The attributes of timm's VisionTransformer that vptune composes its forward pass from.
-REQUIRED_SEAMS = (
-    "patch_embed",
-    "_pos_embed",
-    "patch_drop",
-    "norm_pre",
-    "blocks",
-    "norm",
-    "num_prefix_tokens",
-)
+REQUIRED_SEAMS = VIT_SEAMS  # the attributes of timm's VisionTransformer the ViT family composes
 RANDOM_INIT_SEED = 0
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
-
-
-@dataclass(frozen=True)
-class BackboneInfo:
-    """Static facts about a backbone that methods size themselves from."""
-
-    name: str
-    embed_dim: int
-    depth: int
-    num_prefix_tokens: int
-    patch_size: tuple[int, int]
-    in_chans: int
-    num_patches: int
-    num_params: int
 
 
 def create_vit(
@@ -88,16 +66,5 @@ def create_vit(
 
 
 def describe(name: str, vit: nn.Module) -> BackboneInfo:
-    """Collect the facts a method needs from a timm ViT."""
-    pe = vit.patch_embed
-    patch = pe.patch_size if isinstance(pe.patch_size, tuple) else (pe.patch_size, pe.patch_size)
-    return BackboneInfo(
-        name=name,
-        embed_dim=int(vit.embed_dim),
-        depth=len(vit.blocks),
-        num_prefix_tokens=int(vit.num_prefix_tokens),
-        patch_size=(int(patch[0]), int(patch[1])),
-        in_chans=int(pe.proj.in_channels),
-        num_patches=int(pe.num_patches),
-        num_params=sum(p.numel() for p in vit.parameters()),
-    )
+    """Collect the facts a method needs from a backbone (through its family's :class:`Backbone`)."""
+    return wrap_backbone(vit, name).info

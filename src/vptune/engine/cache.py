@@ -23,11 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..data import ImageDataset
-from ..methods.base import Method
-from ..model import AdaptedModel, pool_tokens
+from ..model import AdaptedModel
 
 MAX_STORED = 4  # feature sets kept in memory for reuse by later runs in this process
 _STORE: OrderedDict[str, FeatureSet] = OrderedDict()
@@ -58,17 +56,16 @@ def cache_start(model: AdaptedModel) -> int | None:
     """Blocks whose output the cache holds (depth: pooled features), or None when the method can't be cached."""
     method = model.method
     start = method.frozen_prefix_blocks()
-    depth = len(model.backbone.blocks)
-    if start is None or not 1 <= start <= depth or method.trains_backbone:
+    if start is None or not 1 <= start <= model.arch.depth or method.trains_backbone:
         return None
-    if type(method).after_pool is not Method.after_pool:  # e.g. a side network that reads the images
+    if method.reads_images_after_pool:  # e.g. a side network: pooled features alone do not give the logits
         return None
     return start
 
 
 def feature_shape(model: AdaptedModel, start: int, image_shape: Sequence[int]) -> tuple[int, ...]:
     """Shape of one cached item: (D,) when every block is frozen, else (tokens, D)."""
-    if start == len(model.backbone.blocks):
+    if start == model.arch.depth:
         return (model.info.embed_dim,)
     with torch.no_grad():
         device = next(model.parameters()).device
@@ -78,12 +75,9 @@ def feature_shape(model: AdaptedModel, start: int, image_shape: Sequence[int]) -
 @torch.no_grad()
 def frozen_features(model: AdaptedModel, images: torch.Tensor, start: int) -> torch.Tensor:
     """The frozen part of the forward: tokens after ``start`` blocks, or pooled pre-head features."""
-    if start == len(model.backbone.blocks):
+    if start == model.arch.depth:
         return model.forward_features(images)
-    x = model.method.embed(model.backbone, images)
-    for index in range(start):
-        x = model.backbone.blocks[index](model.method.before_block(x, index))
-    return x
+    return model.forward_blocks(model.embed(images), 0, start)
 
 
 class CachedTail(nn.Module):
@@ -102,19 +96,10 @@ class CachedTail(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         m = self.model
-        if self.start == len(m.backbone.blocks):
-            return m.head(features)
-        x = features
-        for index in range(self.start, len(m.backbone.blocks)):
-            x = m.method.before_block(x, index)
-            block = m.backbone.blocks[index]
-            x = (
-                checkpoint(block, x, use_reentrant=False)
-                if m.grad_checkpointing and torch.is_grad_enabled()
-                else block(x)
-            )
-        x = pool_tokens(m.backbone.norm(x), m.output, m.info.num_prefix_tokens, m.method.prompt_tokens)
-        return m.head(m.backbone.fc_norm(x))
+        if self.start == m.arch.depth:
+            return m.forward_head(features)
+        x = m.forward_blocks(features, self.start)
+        return m.forward_head(m.pool(m.arch.finish(x)))  # no images: cached methods never read them
 
 
 def samples_digest(samples: Sequence[Any]) -> str:
@@ -134,7 +119,7 @@ def cache_key(model: AdaptedModel, start: int, pre: dict[str, Any], samples: Seq
         "backbone": model.backbone_hash,
         "model": model.info.name,
         "start": start,
-        "method": model.method.name if start < len(model.backbone.blocks) else model.output,
+        "method": model.method.name if start < model.arch.depth else model.output,
         "pre": pre,
         "skip": skip_bad,
         "samples": samples_digest(samples),

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import RunConfig
 from .distributed import SINGLE, DistContext, all_reduce_sum, no_sync
 
 
@@ -20,7 +19,9 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     *,
-    cfg: RunConfig,
+    grad_accum: int,
+    label_smoothing: float,
+    progress: bool,
     device: torch.device,
     autocast: Callable[[], Any],
     scaler: torch.amp.GradScaler | None,
@@ -32,16 +33,18 @@ def train_epoch(
 ) -> tuple[dict[str, float], int]:
     """One pass over ``loader`` with gradient accumulation; returns (metrics summed over ranks, global step).
 
+    ``grad_accum`` micro-batches make one optimiser step; ``label_smoothing`` goes to the cross-entropy;
+    ``progress`` shows a bar (on the main process). No step is taken once ``step`` reaches ``total_steps``.
+
     Under torchrun every rank runs every micro-batch (an empty share runs ``empty``, a zero-image input) and
     its summed loss is weighted by world size / global batch count, so DDP's gradient average equals the
     one-process gradient of the global batch mean.
     """
     model.train()
-    accum = cfg.train.grad_accum
-    smoothing = cfg.optim.label_smoothing
+    accum, smoothing = grad_accum, label_smoothing
     loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=desc, leave=False, disable=(not (cfg.train.progress and ctx.is_main)) or None)
+    bar = tqdm(loader, desc=desc, leave=False, disable=(not (progress and ctx.is_main)) or None)
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
         images, labels = batch

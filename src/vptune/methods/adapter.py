@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..backbones import BackboneInfo
+from ..backbones import Backbone, BackboneInfo
 from ..errors import ConfigError
 from .base import Method, MethodConfig, register_method
 from .structure import mark_trainable
@@ -80,10 +80,10 @@ class Adapter(Method):
     config_cls = AdapterConfig
     config: AdapterConfig
 
-    def attach(self, backbone: nn.Module) -> None:
+    def attach(self, backbone: Backbone) -> None:
         dim = self.info.embed_dim
         hidden = dim // self.config.reduction
-        for index, block in enumerate(backbone.blocks):
+        for index, block in enumerate(backbone.iter_blocks()):
             mlp = getattr(block, "mlp", None)
             if not isinstance(mlp, nn.Module):
                 raise ConfigError(f"method.placement: block {index} of '{self.info.name}' has no 'mlp' to adapt")

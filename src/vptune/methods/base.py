@@ -8,7 +8,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from ..backbones import BackboneInfo
+from ..backbones import Backbone, BackboneInfo
 from ..errors import ConfigError
 
 Output = Literal["auto", "cls", "image-pool", "prompt-pool", "global-pool"]
@@ -38,17 +38,27 @@ class MethodConfig(BaseModel):
 
 
 class Method(nn.Module):
-    """An adaptation technique: owns its trainable modules and hooks into the ViT token pipeline.
+    """An adaptation technique: owns its trainable modules and hooks into the backbone's forward path.
 
-    The frozen backbone is passed to the hooks, never stored here, so that ``state_dict`` of a method holds
-    only what the method adds (prompts, adapters, ...).
+    The backbone (its :class:`~vptune.backbones.Backbone` interface) is passed to the hooks, never stored
+    here, so that ``state_dict`` of a method holds only what the method adds (prompts, adapters, ...).
+
+    What a method can do is declared, never detected: the class attributes below are read by the trainer,
+    the feature cache and the multi-task bank.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     config_cls: ClassVar[type[MethodConfig]]
     trains_backbone: ClassVar[bool] = False
-    """True when backbone weights train too (full, partial): the backbone then follows ``train()``."""
+    """True when backbone weights train too (full): the backbone then follows ``train()``."""
+    shares_backbone_pass: ClassVar[bool] = False
+    """True when the method leaves backbone weights and compute alone except for prepended prompt tokens
+    (:meth:`prompts_for_block`) and :meth:`after_pool`, so its samples can share one backbone pass with other
+    tasks' samples in a mixed batch. A config can still opt out through :meth:`shared_pass_blocker`."""
+    reads_images_after_pool: ClassVar[bool] = False
+    """True when :meth:`after_pool` reads the input images (a side network): the pooled features alone do not
+    determine the logits, so they can not be cached."""
 
     def __init__(self, config: MethodConfig, info: BackboneInfo) -> None:
         super().__init__()
@@ -62,7 +72,7 @@ class Method(nn.Module):
         return 0
 
     def frozen_prefix_blocks(self) -> int | None:
-        """How many leading Transformer blocks compute a fixed function of the image (for feature caching).
+        """How many leading blocks compute a fixed function of the image (for feature caching).
 
         Return k when nothing trainable acts in the embedding or the first k blocks and they stay in eval mode;
         the trainer may then compute their output once per image and reuse it across epochs (when the data
@@ -71,21 +81,34 @@ class Method(nn.Module):
         """
         return None
 
-    def attach(self, backbone: nn.Module) -> None:
+    def shared_pass_blocker(self) -> str | None:
+        """Why this method's samples can not share the backbone pass in a mixed batch; None when they can."""
+        if self.trains_backbone:
+            return "it trains backbone weights"
+        if not self.shares_backbone_pass:
+            return f"method '{self.name}' changes the backbone's weights or compute"
+        return None
+
+    def attach(self, backbone: Backbone) -> None:
         """Make backbone parameters trainable or wrap backbone modules (default: leave it frozen)."""
 
-    def embed(self, backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> tokens (B, prefix + patches, D), exactly as timm's forward_features."""
-        x = backbone.patch_embed(images)
-        x = backbone._pos_embed(x)
-        x = backbone.patch_drop(x)
-        return backbone.norm_pre(x)
+    def embed(self, backbone: Backbone, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> features entering block 0 (default: the backbone's own embedding)."""
+        return backbone.embed(images)
+
+    def prompts_for_block(self, index: int, batch: int) -> torch.Tensor | None:
+        """Prompt tokens (batch, p, D) that enter block ``index`` after the prefix tokens; None: no prompts.
+
+        The single-task forward (:meth:`before_block`) and the multi-task bank's shared pass both read the
+        prompts through this one method.
+        """
+        return None
 
     def before_block(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Edit the token sequence before block ``index`` (0-based); default: unchanged."""
+        """Edit the features entering block ``index`` (0-based); default: unchanged."""
         return x
 
-    def after_pool(self, features: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    def after_pool(self, features: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
         """Edit pooled features (B, D) before the head (e.g. a side network); default: unchanged."""
         return features
 

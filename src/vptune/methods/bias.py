@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from torch import nn
-
+from ..backbones import Backbone
 from ..errors import ConfigError
 from .base import Method, MethodConfig, register_method
 from .structure import unfreeze_biases
@@ -29,6 +28,6 @@ class Bias(Method):
     summary = "Bias (BitFit): all backbone bias terms + head"
     config_cls = BiasConfig
 
-    def attach(self, backbone: nn.Module) -> None:
-        if unfreeze_biases(backbone) == 0:
+    def attach(self, backbone: Backbone) -> None:
+        if unfreeze_biases(backbone.module) == 0:
             raise ConfigError(f"method.name: backbone '{self.info.name}' has no bias parameters to tune")

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from ..backbones import Backbone
 from .base import Method, MethodConfig, register_method
 
 
@@ -41,6 +42,6 @@ class Full(Method):
     config_cls = FullConfig
     trains_backbone = True
 
-    def attach(self, backbone: nn.Module) -> None:
-        backbone.requires_grad_(True)
-        set_vit_dropout(backbone, self.config.dropout)
+    def attach(self, backbone: Backbone) -> None:
+        backbone.module.requires_grad_(True)
+        set_vit_dropout(backbone.module, self.config.dropout)

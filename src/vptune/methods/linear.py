@@ -14,6 +14,7 @@ class Linear(Method):
     name = "linear"
     summary = "Linear: head only, backbone frozen"
     config_cls = LinearConfig
+    shares_backbone_pass = True
 
     def frozen_prefix_blocks(self) -> int:
         """Everything up to the head is frozen: features are cached per image when there is no augmentation."""

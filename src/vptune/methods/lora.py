@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from ..backbones import BackboneInfo
+from ..backbones import Backbone, BackboneInfo
 from ..errors import ConfigError
 from .base import Method, MethodConfig, register_method
 from .structure import mark_trainable
@@ -105,9 +105,9 @@ class Lora(Method):
     config_cls = LoraConfig
     config: LoraConfig
 
-    def attach(self, backbone: nn.Module) -> None:
+    def attach(self, backbone: Backbone) -> None:
         cfg = self.config
-        for index, block in enumerate(backbone.blocks):
+        for index, block in enumerate(backbone.iter_blocks()):
             for target in cfg.targets:
                 child, attr = TARGET_PATHS[target]
                 parent = getattr(block, child, None)

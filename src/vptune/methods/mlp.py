@@ -74,6 +74,7 @@ class Mlp(Method):
     name = "mlp"
     summary = "Mlp-k: k-layer MLP head, backbone frozen"
     config_cls = MlpConfig
+    shares_backbone_pass = True
     config: MlpConfig
 
     def frozen_prefix_blocks(self) -> int:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from torch import nn
 
-from ..backbones import BackboneInfo
+from ..backbones import Backbone, BackboneInfo
 from ..errors import ConfigError
 from .base import Method, MethodConfig, register_method
 from .structure import mark_trainable
@@ -23,16 +22,6 @@ class PartialConfig(MethodConfig):
         super().check(info)
         if self.k > info.depth:
             raise ConfigError(f"method.k: {self.k} is more than the backbone's depth {info.depth}; use 1..{info.depth}")
-
-
-def final_norms(backbone: nn.Module) -> list[nn.Module]:
-    """The norms applied after the last block: ``norm`` and ``fc_norm`` (whichever holds parameters)."""
-    found = []
-    for attr in ("norm", "fc_norm"):
-        module = getattr(backbone, attr, None)
-        if isinstance(module, nn.Module) and any(True for _ in module.parameters()):
-            found.append(module)
-    return found
 
 
 @register_method
@@ -53,9 +42,9 @@ class Partial(Method):
         """The first depth - k blocks are frozen: their output is cached per image (no augmentation)."""
         return self.info.depth - self.config.k
 
-    def attach(self, backbone: nn.Module) -> None:
-        blocks = list(backbone.blocks)[-self.config.k :]
-        for module in [*blocks, *final_norms(backbone)]:
+    def attach(self, backbone: Backbone) -> None:
+        blocks = list(backbone.iter_blocks())[-self.config.k :]
+        for module in [*blocks, *backbone.final_norms()]:
             module.requires_grad_(True)
             for sub in module.modules():
                 mark_trainable(sub)

@@ -21,7 +21,7 @@ from pydantic import Field
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from ..backbones import BackboneInfo
+from ..backbones import Backbone, BackboneInfo
 from ..errors import ConfigError
 from .base import Method, MethodConfig, register_method
 from .prompt import prompt_init_bound
@@ -67,11 +67,15 @@ class VPTPrefix(Method):
             self.register_parameter("prompts", None)
         self.dropout = nn.Dropout(config.dropout)
 
-    def attach(self, backbone: nn.Module) -> None:
+    def attach(self, backbone: Backbone) -> None:
         if not self.length:
             return
+        if not backbone.token_prompts:
+            raise ConfigError(
+                f"method.name: vpt-prefix needs a token backbone; the '{backbone.family}' family is not one"
+            )
         for slot, index in enumerate(self.layers):
-            block = backbone.blocks[index]
+            block = backbone.block(index)
             if not isinstance(block, Block):
                 raise ConfigError(
                     f"method.name: vpt-prefix needs timm's pre-norm Block (norm1 -> attn); this backbone's blocks "

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..backbones import BackboneInfo
+from ..backbones import Backbone, BackboneInfo
 from ..errors import ConfigError
 from .base import Method, MethodConfig, register_method
 from .prompt_layers import LAYERS_HELP, ChannelPromptProj, LayerSpec, class_token_means, resolve_layers
@@ -117,7 +117,12 @@ class PromptTuning(Method):
     positions and insert their own; unprompted layers carry the tokens through. ``prompts`` holds
     (sets, tokens, width): sets = 1 when shared across layers, tokens = 1 when shared within a layer, width =
     ``projection_dim`` or D; for prepend-pixel it holds pixel patches (tokens, C, ph, pw).
+
+    Prepended token prompts without bias training share the backbone pass of a mixed-task batch
+    (:meth:`shared_pass_blocker`): the bank inserts them through :meth:`prompts_for_block`, like ``before_block``.
     """
+
+    shares_backbone_pass = True
 
     def __init__(self, config: PromptConfig, info: BackboneInfo) -> None:
         super().__init__(config, info)
@@ -148,15 +153,27 @@ class PromptTuning(Method):
     def prompt_tokens(self) -> int:
         return self.config.prompt_tokens
 
-    def attach(self, backbone: nn.Module) -> None:
+    def shared_pass_blocker(self) -> str | None:
+        if self.location != "prepend":
+            return f"its prompts use location '{self.location}' (only 'prepend' shares the backbone pass)"
         if self.config.train_bias:
-            unfreeze_biases(backbone)
+            return "it trains backbone biases (train_bias)"
+        return super().shared_pass_blocker()
+
+    def attach(self, backbone: Backbone) -> None:
+        if self.length and self.location != "concat-channel" and not backbone.token_prompts:
+            raise ConfigError(
+                f"method.location: '{self.location}' prompts are tokens after the prefix tokens, which the "
+                f"'{backbone.family}' backbone family does not support; use location: concat-channel"
+            )
+        if self.config.train_bias:
+            unfreeze_biases(backbone.module)
         if self.location == "concat-channel" and self.length:
-            pe = backbone.patch_embed
-            if pe.img_size is None:
+            size = backbone.input_size()
+            if size is None:
                 raise ConfigError("method.location: 'concat-channel' needs a backbone with a fixed input size")
-            size = (int(pe.img_size[0]), int(pe.img_size[1]))
-            pe.proj = ChannelPromptProj(pe.proj, self.length, size, self.config.dropout)
+            proj = ChannelPromptProj(backbone.input_projection(), self.length, size, self.config.dropout)
+            backbone.set_input_projection(proj)
 
     def layer_prompts(self, slot: int) -> torch.Tensor:
         """The p token-space prompts (p, D) inserted at the ``slot``-th prompted layer (before dropout)."""
@@ -165,30 +182,34 @@ class PromptTuning(Method):
             prompts = self.project(prompts)  # (tokens, D)
         return prompts.expand(self.length, -1)  # (p, D)
 
-    def pixel_tokens(self, backbone: nn.Module, batch: int) -> torch.Tensor:
+    def pixel_tokens(self, backbone: Backbone, batch: int) -> torch.Tensor:
         """Pixel prompt patches through the frozen patch-embedding projection (no position embedding): (B, p, D).
 
         Dropout acts after expanding to the batch, so every image gets its own mask (as the official code).
         """
         pixels = self.prompts.expand(batch, self.length, -1, -1, -1)  # (B, p, C, ph, pw)
         pixels = self.dropout(pixels).flatten(0, 1)  # (B * p, C, ph, pw)
-        tokens = backbone.patch_embed.proj(pixels).flatten(1)  # (B * p, D, 1, 1) -> (B * p, D)
-        return backbone.patch_embed.norm(tokens).unflatten(0, (batch, self.length))  # (B, p, D)
+        return backbone.project_patches(pixels).unflatten(0, (batch, self.length))  # (B * p, D) -> (B, p, D)
 
-    def embed(self, backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def embed(self, backbone: Backbone, images: torch.Tensor) -> torch.Tensor:
         if self.location != "prepend-pixel" or not self.length:
             return super().embed(backbone, images)
-        x = backbone.patch_drop(backbone._pos_embed(backbone.patch_embed(images)))  # (B, n + patches, D)
-        tokens = self.pixel_tokens(backbone, x.shape[0]).to(x.dtype)  # (B, p, D)
-        n = self.num_prefix
-        return backbone.norm_pre(torch.cat([x[:, :n], tokens, x[:, n:]], dim=1))  # (B, n + p + patches, D)
+        tokens = self.pixel_tokens(backbone, images.shape[0])  # (B, p, D)
+        return backbone.embed(images, insert=tokens)  # (B, n + p + patches, D)
 
-    def before_block(self, x: torch.Tensor, index: int) -> torch.Tensor:
+    def prompts_for_block(self, index: int, batch: int) -> torch.Tensor | None:
+        """Token-space prompts (batch, p, D) entering block ``index``; None when the block is not prompted."""
         slot = self.slot.get(index)
         if slot is None or self.length == 0 or self.location not in TOKEN_LOCATIONS:
+            return None
+        prompts = self.layer_prompts(slot).unsqueeze(0).expand(batch, -1, -1)  # (B, p, D)
+        return self.dropout(prompts)  # after expanding to the batch: one mask per image (official code)
+
+    def before_block(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        prompts = self.prompts_for_block(index, x.shape[0])
+        if prompts is None:
             return x
-        prompts = self.layer_prompts(slot).to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, p, D)
-        prompts = self.dropout(prompts)  # after expanding to the batch: one mask per image (official code)
+        prompts = prompts.to(x.dtype)  # (B, p, D)
         n, p = self.num_prefix, self.length
         if self.location == "add":  # same length: prompts added to the first p patch tokens
             return torch.cat([x[:, :n], x[:, n : n + p] + prompts, x[:, n + p :]], dim=1)
@@ -212,15 +233,7 @@ class PromptTuning(Method):
         """
         if self.config.init != "class-prototype" or self.prompts is None:
             return
-        backbone = model.backbone
-        means = class_token_means(
-            lambda images: Method.embed(self, backbone, images),
-            backbone.blocks,
-            loader,
-            device,
-            self.layers,
-            model.num_classes,
-        )  # (L, K = p, D)
+        means = class_token_means(model.arch, loader, device, self.layers, model.num_classes)  # (L, K = p, D)
         with torch.no_grad():
             self.prompts.copy_(means.to(self.prompts))
 

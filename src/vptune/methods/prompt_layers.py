@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pydantic import AfterValidator, BeforeValidator
 from torch import nn
 
+from ..backbones import Backbone
 from ..errors import ConfigError, DataError
 from .structure import mark_trainable
 
@@ -189,8 +190,7 @@ class PrefixAttention(FrozenWrapper):
 
 @torch.no_grad()
 def class_token_means(
-    embed: Callable[[torch.Tensor], torch.Tensor],
-    blocks: Iterable[nn.Module],
+    backbone: Backbone,
     loader: Iterable[Any],
     device: torch.device | str,
     layers: list[int],
@@ -203,8 +203,7 @@ def class_token_means(
     block, before the final norm): the same token space, but image dependent.
 
     Args:
-        embed: Images (B, C, H, W) -> tokens (B, prefix + patches, D) of the frozen backbone (no prompts).
-        blocks: The backbone's blocks, in order.
+        backbone: The frozen backbone; its own embedding and block loop run, without prompts.
         loader: Yields (images, labels) batches (labels 0..num_classes-1).
         device: Where the backbone lives.
         layers: Prompted layers, 0-based.
@@ -216,7 +215,12 @@ def class_token_means(
     Raises:
         DataError: A label is out of range or a class has no training image.
     """
-    blocks = list(blocks)
+    entering: dict[int, torch.Tensor] = {}  # block index -> [CLS] entering it, for the current batch
+
+    def record(x: torch.Tensor, index: int) -> torch.Tensor:
+        entering[index] = x[:, 0]
+        return x
+
     sums: torch.Tensor | None = None
     counts = torch.zeros(num_classes, dtype=torch.float64)
     for batch in loader:
@@ -225,11 +229,7 @@ def class_token_means(
             continue
         if labels.min() < 0 or labels.max() >= num_classes:
             raise DataError(f"class-prototype init: label {int(labels.max())} is outside 0..{num_classes - 1}")
-        x = embed(images.to(device))
-        entering: dict[int, torch.Tensor] = {}
-        for i, block in enumerate(blocks):
-            entering[i] = x[:, 0]
-            x = block(x)
+        x = backbone.run_blocks(backbone.embed(images.to(device)), before_block=record)
         tokens = torch.stack([x[:, 0] if i == 0 else entering[i] for i in layers])  # (L, B, D)
         tokens = tokens.double().cpu()
         if sums is None:

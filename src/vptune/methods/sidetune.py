@@ -56,6 +56,8 @@ class Sidetune(Method):
     name = "sidetune"
     summary = "Sidetune: side ConvNet blended with the frozen features"
     config_cls = SidetuneConfig
+    shares_backbone_pass = True  # acts after pooling only
+    reads_images_after_pool = True
     config: SidetuneConfig
 
     def __init__(self, config: SidetuneConfig, info: BackboneInfo) -> None:
@@ -72,7 +74,9 @@ class Sidetune(Method):
         """The current blend weight of the frozen features, in (0, 1)."""
         return torch.sigmoid(self.alpha_logit)
 
-    def after_pool(self, features: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    def after_pool(self, features: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+        if images is None:
+            raise ValueError("sidetune reads the images after pooling: pass them to AdaptedModel.pool")
         side = self.side(images).to(features.dtype)
         alpha = self.alpha.to(features.dtype)
         return alpha * features + (1.0 - alpha) * side

@@ -2,9 +2,12 @@
 
 Prompt tasks (prepended prompts, any depth/length/sharing) and head-only tasks run in ONE backbone pass over
 ``prefix + prompt block + patches``: the block is as long as the batch's longest prompt, each sample's prompts
-sit at its start (right-padded) and a boolean key mask given to every timm block (``block(x, attn_mask=...)``)
+sit at its start (right-padded) and a boolean key mask given to every block (``block(x, attn_mask=...)``)
 hides the padding. Attention is the only op mixing tokens, so real tokens equal the task's own AdaptedModel's.
-Methods changing backbone weights or compute (LoRA, bias, prefix, add/pixel prompts...) run isolated (own copy).
+Which methods may share the pass is declared by the method (:meth:`Method.shared_pass_blocker`); the others
+(LoRA, bias, prefix, add/pixel prompts...) run isolated on their own backbone copy, as do all tasks on a
+backbone family without token prompts or masked attention. The shared pass runs the backbone through its
+:class:`~vptune.backbones.Backbone` interface, like every other forward in vptune.
 """
 
 from __future__ import annotations
@@ -22,13 +25,11 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from ..backbones import describe, weights_hash
+from ..backbones import Backbone, weights_hash, wrap_backbone
 from ..data import build_transform
 from ..data.images import load_image
 from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
-from ..methods.prompt import PromptTuning
-from ..model import pool_tokens
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -38,21 +39,13 @@ class UnknownTaskError(VptuneError):
     """A task name that the bank does not hold."""
 
 
-def shared_pass_blocker(method: Method, tensor_names: Sequence[str]) -> str | None:
-    """Why ``method`` can not share the backbone pass; None for prepended prompts, heads and ``after_pool``."""
+def shared_pass_blocker(method: Method, tensor_names: Sequence[str], backbone: Backbone) -> str | None:
+    """Why ``method`` can not share the backbone pass (None: it can), from what method and backbone declare."""
+    if not (backbone.token_prompts and backbone.masked_attention):
+        return f"the '{backbone.family}' backbone family can not pad and mask prompts in one pass"
     if method.trains_backbone or any(n.startswith("backbone.") for n in tensor_names):
         return "it changes or extends backbone weights (LoRA, adapters, biases, ...)"
-    if isinstance(method, PromptTuning):
-        location = getattr(method, "location", "prepend")
-        if location != "prepend":
-            return f"its prompts use location '{location}' (only 'prepend' shares the backbone pass)"
-        if getattr(method.config, "train_bias", False):
-            return "it trains backbone biases (train_bias)"
-        return None
-    for hook in ("attach", "embed", "before_block"):
-        if getattr(type(method), hook) is not getattr(Method, hook):
-            return f"it changes the backbone's '{hook}' step"
-    return None
+    return method.shared_pass_blocker()
 
 
 @dataclass
@@ -118,7 +111,8 @@ class MultiTaskModel(nn.Module):
 
     def _set_backbone(self, vit: nn.Module, name: str) -> None:
         self.backbone = vit.to(self.device).eval().requires_grad_(False)
-        self.model_name, self.digest, self.info = name, weights_hash(vit), describe(name, vit)
+        self.arch = wrap_backbone(self.backbone, name)  # the interface the shared pass runs through
+        self.model_name, self.digest, self.info = name, weights_hash(vit), self.arch.info
 
     @classmethod
     def from_dirs(cls, tasks: dict[str, str | Path], **kwargs: Any) -> MultiTaskModel:
@@ -172,7 +166,7 @@ class MultiTaskModel(nn.Module):
                 raise ArtifactError(
                     f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged"
                 ) from None
-            blocker = shared_pass_blocker(build_method(task.method, self.info), tensor_names)
+            blocker = shared_pass_blocker(build_method(task.method, self.info), tensor_names, self.arch)
             vit = self.backbone if blocker is None else copy.deepcopy(self.backbone)
             model = attach_task(task, vit, self.digest).to(self.device).eval()
             self.task_modules[name] = model if blocker else nn.ModuleDict({"method": model.method, "head": model.head})
@@ -221,24 +215,26 @@ class MultiTaskModel(nn.Module):
 
     def _forward_shared(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
         """One backbone pass over task-contiguous segments ``(name, count)`` of ``images``."""
-        bb, n = self.backbone, self.info.num_prefix_tokens
+        arch, n = self.arch, self.info.num_prefix_tokens
         entries = [self.entries[name] for name, _ in segments]
         methods = [self.task_modules[name]["method"] for name, _ in segments]
         counts = [c for _, c in segments]
         width = max(e.length for e in entries)  # P: the batch's prompt block
-        x = bb.norm_pre(bb.patch_drop(bb._pos_embed(bb.patch_embed(images))))  # as Method.embed: (b, n+patches, D)
+        x = arch.embed(images)  # (b, n + patches, D)
         b, _, dim = x.shape
         x = torch.cat([x[:, :n], x.new_zeros(b, width, dim), x[:, n:]], dim=1)  # (b, n + P + patches, D)
         valid = [0] * len(segments)  # prompt tokens in place per segment at the current block
-        keys, mask = torch.arange(x.shape[1], device=x.device), None
-        for index, block in enumerate(bb.blocks):
+        keys = torch.arange(x.shape[1], device=x.device)
+        mask: list[torch.Tensor | None] = [None]  # the key mask of the block about to run
+
+        def insert_prompts(x: torch.Tensor, index: int) -> torch.Tensor:
+            """Each segment's prompts for block ``index`` (insert or replace the first p positions)."""
             parts, starts, changed, touched = [], [0], index == 0, False
             for s, (e, method, count) in enumerate(zip(entries, methods, counts)):
                 seg = x[starts[-1] : starts[-1] + count, n : n + width]  # (count, P, D)
-                slot = method.slot.get(index) if e.length else None
-                if slot is not None:  # insert (first prompted layer) or replace: the first p positions
-                    prompts = method.layer_prompts(slot).to(x.dtype).unsqueeze(0).expand(count, -1, -1)  # (c, p, D)
-                    seg = torch.cat([prompts, seg[:, e.length :]], dim=1)  # (count, P, D)
+                prompts = method.prompts_for_block(index, count) if e.length else None  # (count, p, D)
+                if prompts is not None:
+                    seg = torch.cat([prompts.to(x.dtype), seg[:, e.length :]], dim=1)  # (count, P, D)
                     changed, touched, valid[s] = changed or valid[s] != e.length, True, e.length
                 parts.append(seg)
                 starts.append(starts[-1] + count)
@@ -247,17 +243,18 @@ class MultiTaskModel(nn.Module):
             if changed:  # a task inserted its prompts: recompute the key mask
                 rows = torch.tensor([v for v, c in zip(valid, counts) for _ in range(c)], device=x.device)  # (b,)
                 keep = (keys < n) | (keys >= n + width) | (keys - n < rows[:, None])  # (b, N): True = attend
-                mask = None if min(valid) == width else keep[:, None, None, :]  # (b, 1, 1, N): all heads, queries
-            x = block(x) if mask is None else block(x, attn_mask=mask)
-        x = bb.norm(x)
+                mask[0] = None if min(valid) == width else keep[:, None, None, :]  # (b, 1, 1, N)
+            return x
+
+        x = arch.finish(arch.run_blocks(x, before_block=insert_prompts, attn_mask=lambda _index: mask[0]))
         out: list[torch.Tensor] = []
         start = 0
         for e, (name, count) in zip(entries, segments):
             xs = x[start : start + count]
             tokens = torch.cat([xs[:, : n + e.length], xs[:, n + width :]], dim=1)  # drop padding: (c, n+p+patches, D)
-            feats = pool_tokens(tokens, e.output, n, e.length)  # (c, D)
+            feats = arch.pool(tokens, e.output, e.length)  # (c, D)
             modules = self.task_modules[name]
-            feats = modules["method"].after_pool(bb.fc_norm(feats), images[start : start + count])
+            feats = modules["method"].after_pool(feats, images[start : start + count])
             out.extend(modules["head"](feats).unbind(0))
             start += count
         return out

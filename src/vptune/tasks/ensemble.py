@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 from ..errors import ArtifactError, ConfigError
 from ..model import AdaptedModel
-from ..tasks.artifact import TENSOR_FILE, TaskArtifact, attach_task, load_backbone_for, read_task
+from .artifact import TENSOR_FILE, TaskArtifact, attach_task, load_backbone_for, read_task
 
 TRAINING_ONLY = ("dropout", "init", "head_init")
 """Method options that do not change the inference graph: members may differ in them."""
