@@ -65,6 +65,8 @@ def run(image_folder, out, method, **flags):
         "train.epochs": 2,
         "train.batch_size": 8,
         "optim.lr": 0.05,
+        "optim.scale_lr": False,  # the step size itself (the defaults scale by batch/256)
+        "optim.weight_decay": 1e-4,
         "train.progress": False,
         "out": str(out),
     }
