@@ -28,11 +28,12 @@ def _side(w: int) -> int:
 BASELINE_CASES = [
     {"id": "partial-1", "method": {"name": "partial", "k": 1}, "params": BLOCK + NORM + HEAD, "identity": True},
     {"id": "partial-2", "method": {"name": "partial", "k": 2}, "params": 2 * BLOCK + NORM + HEAD, "identity": True},
-    {"id": "mlp-3", "method": {"name": "mlp", "layers": 3}, "params": 2 * (D * D + D) + HEAD, "identity": True},
+    # Mlp-k as the official mlp.py: Linear -> ReLU -> BatchNorm1d (weight + bias: 2 x width) -> Dropout per layer
+    {"id": "mlp-3", "method": {"name": "mlp", "layers": 3}, "params": 2 * (D * D + D + 2 * D) + HEAD, "identity": True},
     {
         "id": "mlp-2-h64-dropout",
         "method": {"name": "mlp", "layers": 2, "hidden_dim": 64, "dropout": 0.1, "activation": "gelu"},
-        "params": (D * 64 + 64) + (64 * C + C),
+        "params": (D * 64 + 64 + 2 * 64) + (64 * C + C),
         "identity": True,
     },
     {"id": "mlp-1", "method": {"name": "mlp", "layers": 1}, "params": HEAD, "identity": True},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def test_shipped_suites_load_with_paper_grids():
     assert by["full"].optimizer == "adamw" and by["full"].grid.lr == list(ADAMW_LRS) and by["full"].grid.wd == list(WDS)
     assert by["partial-1"].method == {"name": "partial", "k": 1} and by["partial-1"].paper_label == "partial_1"
     plan = build_plan(suite, "/tmp/never-written")
-    assert plan["counts"]["select"] == 19 * (5 * 40 + 4 * 16) and plan["counts"]["final"] == 19 * 9 * 5
+    # SGD: linear, mlp-3, sidetune 40 each, vpt-shallow/deep 40 x 6 prompt lengths; AdamW: 16, adapter 16 x 3 r
+    assert plan["counts"]["select"] == 19 * (3 * 40 + 2 * 240 + 3 * 16 + 48) and plan["counts"]["final"] == 19 * 9 * 5
     assert [t["num_classes"] for t in plan["tasks"]][:3] == [100, 102, 47]
     with pytest.raises(ConfigError, match="method.*prompt_lenght"):
         load_suite("offline-quick", ["methods=[{name: vpt-deep, method: {prompt_lenght: 3}}]"])
@@ -62,7 +64,10 @@ def test_every_shipped_suite_loads_and_plans(name):
     suite = load_suite(name)
     plan = build_plan(suite, "/tmp/never-written")
     finals = len(suite.seeds) * len(suite.train_fractions)
-    per_task = sum(len(m.grid.lr) * len(m.grid.wd) + finals for m in suite.methods)
+    per_task = sum(
+        len(m.grid.lr) * len(m.grid.wd) * math.prod(len(v) for v in m.grid.method.values()) + finals
+        for m in suite.methods
+    )
     assert plan["counts"]["total"] == len(suite.tasks) * per_task
     assert all(t["num_classes"] for t in plan["tasks"]) or suite.benchmark == "custom"
 
@@ -250,7 +255,7 @@ def test_report_numbers_match_hand_computation(tmp_path):
 
 
 def test_paper_columns_join_on_paper_backbone(tmp_path):
-    kw = {"backbone": "vit_base_patch16_224.orig_in21k", "benchmark": "vtab1k"}
+    kw = {"backbone": "vit_base_patch16_224.orig_in21k", "benchmark": "vtab1k", "suite": "vtab1k"}
     results = [fake_result("full", "cifar100", "natural", 0, 0.70, **kw),
                fake_result("vpt-deep", "cifar100", "natural", 0, 0.79, **kw),
                fake_result("vpt-deep", "dtd", "natural", 0, 0.60, **kw)]  # fmt: skip

@@ -156,7 +156,7 @@ def test_prefix_p0_equals_backbone_exactly(images):
 def test_prefix_attention_with_empty_prefix_matches_frozen_attention():
     attn = frozen_vit().blocks[0].attn
     x = torch.randn(2, 65, D)
-    wrapped = PrefixAttention(attn, lambda: torch.zeros(0, D))
+    wrapped = PrefixAttention(attn, lambda b: torch.zeros(b, 0, D))
     with torch.no_grad():
         torch.testing.assert_close(wrapped(x), attn(x), rtol=1e-5, atol=1e-5)
 

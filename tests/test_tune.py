@@ -104,3 +104,50 @@ def test_paper_grids(grid, opt, n):
     cfg = build_config(flags={"optim.optimizer": opt, "method.name": "vpt-deep"})
     space = search_space(cfg, TuneOptions(grid=grid, prompt_lengths=[1, 5]))
     assert len(grid_points(space)) == 2 * n and space["weight_decay"] == [0.01, 0.001, 1e-4, 0.0]
+
+
+def _study_with(points):
+    """An in-memory study holding complete trials ``(params, value)``."""
+    study = optuna.create_study(direction="maximize")
+    for params, value in points:
+        dists = {k: optuna.distributions.CategoricalDistribution([v]) for k, v in params.items()}
+        study.add_trial(optuna.create_trial(params=params, distributions=dists, value=value))
+    return study
+
+
+TUNE_TIE_CASES = [
+    # tune and bench share one rule: smaller lr, then larger weight decay, then shorter prompt
+    ([({"lr": 10.0, "weight_decay": 0.0}, 0.5), ({"lr": 1.0, "weight_decay": 0.0}, 0.5)], {"lr": 1.0}),
+    ([({"lr": 1.0, "weight_decay": 0.0}, 0.5), ({"lr": 1.0, "weight_decay": 0.01}, 0.5)], {"weight_decay": 0.01}),
+    (
+        [
+            ({"lr": 1.0, "weight_decay": 0.0, "prompt_length": 50}, 0.5),
+            ({"lr": 1.0, "weight_decay": 0.0, "prompt_length": 5}, 0.5),
+        ],  # fmt: skip
+        {"prompt_length": 5},
+    ),
+    ([({"lr": 1.0, "weight_decay": 0.0}, 0.4), ({"lr": 10.0, "weight_decay": 0.0}, 0.6)], {"lr": 10.0}),
+]
+
+
+@pytest.mark.parametrize(("points", "expected"), TUNE_TIE_CASES)
+def test_tune_ties_follow_the_bench_rule(points, expected):
+    from vptune.tune import best_trial
+
+    for order in (points, points[::-1]):
+        best = best_trial(_study_with(order), {k: [] for k in order[0][0]})
+        assert {k: best.params[k] for k in expected} == expected
+
+
+def test_tune_searches_any_method_option_and_keeps_the_lr_rule(tmp_path):
+    from vptune.config import build_config
+    from vptune.errors import ConfigError
+    from vptune.tune import TuneOptions, search_space, trial_config
+
+    cfg = build_config(flags={"method": {"name": "adapter"}, "optim.optimizer": "adamw", "data.spec": "offline:digits"})
+    space = search_space(cfg, TuneOptions(options={"reduction": [8, 64]}))
+    assert space["reduction"] == [8, 64] and space["lr"] == [0.001, 5e-4, 1e-4, 0.005]
+    run = trial_config(cfg, {"lr": 0.001, "weight_decay": 0.0, "reduction": 64}, tmp_path, False)
+    assert run.method.reduction == 64 and run.optim.scale_lr is True and run.data.test_split is None
+    with pytest.raises(ConfigError, match="no option 'rank'"):
+        search_space(cfg, TuneOptions(options={"rank": [4]}))

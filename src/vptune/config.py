@@ -48,6 +48,9 @@ class DataConfig(_Section):
     augment: Literal["none", "flip-crop"] = Field(
         "none", description="none: plain resize (VTAB); flip-crop: resize+random crop+flip (FGVC)"
     )
+    interpolation: Literal["model", "bilinear", "bicubic"] = Field(
+        "model", description="resize filter: the model's timm data config, or bilinear (VTAB's TF pipeline)"
+    )
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train held out when no val split exists")
     train_split: str = Field("train", description="split to train on (e.g. train800val200 for VTAB-1k)")
     val_split: str | None = Field("val", description="split scored each epoch (none: no validation)")

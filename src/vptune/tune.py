@@ -19,28 +19,28 @@ import json
 import math
 import re
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .bench import search
+from .bench.search import ADAMW_LRS, SGD_LRS, WDS
 from .config import RunConfig
 from .data import TaskData, load_data
 from .engine.io import write_json
 from .errors import ConfigError, VptuneError
 
 BEST_FILE = "best.json"
-WEIGHT_DECAYS = [0.01, 0.001, 1e-4, 0.0]
-PAPER_GRIDS: dict[str, dict[str, Any]] = {
-    "sgd": {"lr": [50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05], "weight_decay": WEIGHT_DECAYS},
-    "adamw": {"lr": [0.001, 5e-4, 1e-4, 0.005], "weight_decay": WEIGHT_DECAYS},
+WEIGHT_DECAYS = list(WDS)
+PAPER_GRIDS: dict[str, dict[str, Any]] = {  # the same grids as `vptune bench` (vptune.bench.search)
+    "sgd": {"lr": list(SGD_LRS), "weight_decay": WEIGHT_DECAYS},
+    "adamw": {"lr": list(ADAMW_LRS), "weight_decay": WEIGHT_DECAYS},
 }
 SMALL_GRIDS: dict[str, dict[str, Any]] = {
     "sgd": {"lr": [10.0, 1.0], "weight_decay": [0.001, 0.0]},
     "adamw": {"lr": [0.001, 1e-4], "weight_decay": [0.001, 0.0]},
 }
-SCALE_LR = {"sgd": True, "adamw": False}  # the paper scales SGD's base lr by batch / 256
-PAPER_PROMPT_LENGTHS = [1, 5, 10, 50, 100, 200]
+PAPER_PROMPT_LENGTHS = list(search.PAPER_PROMPT_LENGTHS)
 # settings a trial varies, or that do not change its result: left out of the study's settings check
 VOLATILE = {("out",), ("train", "progress"), ("train", "device"), ("data", "num_workers")}
 
@@ -54,6 +54,7 @@ class TuneOptions:
         lrs: Learning rates to try instead of the grid's.
         weight_decays: Weight decays to try instead of the grid's.
         prompt_lengths: Prompt lengths to search too (methods with a ``prompt_length`` option).
+        options: Any other method option to search, e.g. ``{"reduction": [8, 64, 256]}`` for the adapter.
         sampler: ``grid`` (every point once) or ``tpe`` (Optuna's TPE over the same values; needs ``trials``).
         prune: Stop weak trials early (successive halving on per-epoch val top-1).
         storage: Database URL; default ``sqlite:///OUT/study.db``.
@@ -66,6 +67,7 @@ class TuneOptions:
     lrs: list[float] | None = None
     weight_decays: list[float] | None = None
     prompt_lengths: list[int] | None = None
+    options: dict[str, list[Any]] | None = None
     sampler: Literal["grid", "tpe"] = "grid"
     prune: bool = False
     storage: str | None = None
@@ -75,7 +77,7 @@ class TuneOptions:
 
 
 def search_space(cfg: RunConfig, opts: TuneOptions) -> dict[str, list[Any]]:
-    """The values per searched setting: ``lr``, ``weight_decay`` and optionally ``prompt_length``."""
+    """The values per searched setting: ``lr``, ``weight_decay`` and optionally ``prompt_length`` / method options."""
     grids = PAPER_GRIDS if opts.grid == "paper" else SMALL_GRIDS
     base = grids[cfg.optim.optimizer]
     space: dict[str, list[Any]] = {
@@ -86,6 +88,10 @@ def search_space(cfg: RunConfig, opts: TuneOptions) -> dict[str, list[Any]]:
         if "prompt_length" not in type(cfg.method).model_fields:
             raise ConfigError(f"--prompt-lengths: method '{cfg.method.name}' has no prompt_length option")
         space["prompt_length"] = [int(p) for p in opts.prompt_lengths]
+    for name, values in (opts.options or {}).items():
+        if name in ("name", "lr", "weight_decay") or name not in type(cfg.method).model_fields:
+            raise ConfigError(f"--search method.{name}: method '{cfg.method.name}' has no option '{name}'")
+        space[name] = list(values)
     for name, values in space.items():
         if not values or len(set(values)) != len(values):
             raise ConfigError(f"tune: the values of {name} must be non-empty and distinct (got {values})")
@@ -105,8 +111,9 @@ def trial_config(cfg: RunConfig, params: dict[str, Any], out: Path, prune: bool)
     """The run of one grid point: searched values set, test split skipped, its own output folder."""
     data = cfg.to_dict()
     data["optim"].update(lr=params["lr"], weight_decay=params["weight_decay"])
-    if "prompt_length" in params:
-        data["method"]["prompt_length"] = params["prompt_length"]
+    for name, value in params.items():
+        if name not in ("lr", "weight_decay"):  # prompt_length and other searched method options
+            data["method"][name] = value
     data["data"]["test_split"] = None  # the search never looks at test
     if prune:
         data["train"]["val_every"] = 1
@@ -129,20 +136,15 @@ def settings_digest(cfg: RunConfig, space: dict[str, list[Any]]) -> tuple[str, d
         node.pop(path[-1], None)
     data["optim"].pop("lr", None)
     data["optim"].pop("weight_decay", None)
-    if "prompt_length" in space:
-        data["method"].pop("prompt_length", None)
+    for name in space:
+        data["method"].pop(name, None)
     data["search_space"] = space
     text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16], data
 
 
 def _import_optuna() -> Any:
-    """Optuna (a required dependency), imported on first use because its import is slow."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
-    return optuna
+    return search.import_optuna()
 
 
 def open_study(cfg: RunConfig, opts: TuneOptions, task: str, out: Path, space: dict[str, list[Any]]) -> Any:
@@ -151,7 +153,7 @@ def open_study(cfg: RunConfig, opts: TuneOptions, task: str, out: Path, space: d
     url = opts.storage or default_storage(out)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=600) if "://" in url else url
+    storage = search.open_storage(url, heartbeat_s=60, grace_s=600, retry=False) if "://" in url else url
     if opts.sampler == "grid":
         sampler = optuna.samplers.GridSampler(space, seed=cfg.train.seed)
     else:
@@ -179,11 +181,8 @@ def _key(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
 
 
 def grid_points(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every combination, in the order the values are listed (the tie-break order of :func:`best_trial`)."""
-    import itertools
-
-    names = sorted(space)
-    return [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
+    """Every combination, in the order the values are listed (axes by name; the engine's grid, shared with bench)."""
+    return search.grid_points({n: space[n] for n in sorted(space)})
 
 
 def plan_trials(study: Any, space: dict[str, list[Any]], opts: TuneOptions) -> int:
@@ -242,14 +241,20 @@ def make_objective(cfg: RunConfig, opts: TuneOptions, space: dict[str, list[Any]
 
 
 def best_trial(study: Any, space: dict[str, list[Any]]) -> Any | None:
-    """The complete trial with the highest val top-1; ties go to the grid point listed first."""
+    """The complete trial with the highest val top-1; ties go to the cheaper, more regularised point (smaller
+    lr, then larger weight decay, then shorter prompt: :func:`vptune.bench.plan.tie_key`, the bench's rule)."""
+    from .bench.search import tie_key
+
     optuna = _import_optuna()
-    names = sorted(space)
-    order = {_key(p, names): i for i, p in enumerate(grid_points(space))}
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         return None
-    return min(complete, key=lambda t: (-t.value, order.get(_key(t.params, names), len(order)), t.number))
+
+    def point(t: Any) -> dict[str, Any]:
+        p = dict(t.params)
+        return {"lr": p.pop("lr"), "wd": p.pop("weight_decay"), **p}
+
+    return min(complete, key=lambda t: (-t.value, tie_key(point(t), space), t.number))
 
 
 def write_best(
@@ -264,8 +269,9 @@ def write_best(
     states = optuna.trial.TrialState
     method = cfg.method.model_dump(mode="json")
     method.pop("name")
-    if "prompt_length" in best.params:
-        method["prompt_length"] = best.params["prompt_length"]
+    for name, value in best.params.items():
+        if name not in ("lr", "weight_decay"):
+            method[name] = value
     optim = {
         "optimizer": cfg.optim.optimizer,
         "lr": best.params["lr"],
@@ -331,9 +337,6 @@ def tune(cfg: RunConfig, out: str | Path, opts: TuneOptions, data: TaskData | No
     if cfg.data.val_split is None:
         raise ConfigError("data.val_split: tuning scores each trial on a validation split; set one (e.g. val200)")
     space = search_space(cfg, opts)
-    if opts.lrs is None:  # the grid's learning rates are meant with the paper's scaling rule (SGD) or without
-        scale = SCALE_LR[cfg.optim.optimizer]
-        cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"scale_lr": scale})})
     data = data or load_data(cfg.data.spec, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed)
     data.split(cfg.data.train_split)  # a missing split is reported before any trial runs
     data.split(cfg.data.val_split)

@@ -14,14 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, build_config
+from . import search
+from .search import tie_key
 from .suite import MethodSpec, Suite, TaskInfo
 
 RESULT_FILE = "result.json"
 
 
+# Short names of searched method options in run folders (``..._p10``) and the tie-break preference per axis:
+# ties in validation accuracy go to the cheaper, more regularised choice (docs/benchmarks.md, "The protocol").
+SHORT = {"prompt_length": "p", "reduction": "r", "rank": "rank", "layers": "k", "k": "k"}
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of the plan."""
+    """One training run of the plan; ``options`` are the searched method options of its grid point."""
 
     task: str
     method: str
@@ -34,15 +41,20 @@ class RunSpec:
     val_split: str | None
     test_split: str | None
     epochs: int | None
+    options: tuple[tuple[str, Any], ...] = ()
+    batch_size: int | None = None
 
     def folder(self, out: Path) -> Path:
-        """``OUT/runs/<task>/<method>/<phase>/<lr>_<wd>_<seed>``."""
+        """``OUT/runs/<task>/<method>/<phase>/<lr>_<wd>_<seed>[_p<p>...]``."""
         point = f"{fmt_num(self.lr)}_{fmt_num(self.wd)}_{self.seed}" if self.lr is not None else f"selected_{self.seed}"
+        point += "".join(f"_{SHORT.get(k, k)}{fmt_num(v) if isinstance(v, float) else v}" for k, v in self.options)
         return out / "runs" / self.task / self.method / self.phase / point
 
     def to_dict(self, out: Path) -> dict[str, Any]:
         folder = self.folder(out)
-        return {**asdict(self), "dir": str(folder), "done": (folder / RESULT_FILE).is_file()}
+        data = asdict(self)
+        data["options"] = dict(self.options)
+        return {**data, "dir": str(folder), "done": (folder / RESULT_FILE).is_file()}
 
 
 def fmt_num(value: float | None) -> str:
@@ -54,27 +66,48 @@ def phase_name(fraction: float) -> str:
     return "final" if fraction >= 1.0 else f"final-frac{fraction:g}"
 
 
+def batch_size_for(suite: Suite, method: MethodSpec, options: dict[str, Any]) -> int:
+    """The method's batch size, or the suite's ``prompt_batch`` rule (batch 64 when p >= 100) for long prompts."""
+    batch = method.batch_size or suite.batch_size
+    p = options.get("prompt_length", method.method.get("prompt_length"))
+    for threshold, size in sorted(suite.prompt_batch.items()):
+        if p is not None and int(p) >= threshold:
+            batch = size
+    return batch
+
+
+def grid_points(method: MethodSpec) -> list[dict[str, Any]]:
+    """Every grid point ``{lr, wd, **method options}`` in listed order (lr outermost)."""
+    grid = method.grid
+    assert grid is not None
+    return search.grid_points({"lr": grid.lr, "wd": grid.wd, **grid.method})
+
+
 def selection_runs(suite: Suite, task: TaskInfo, method: MethodSpec) -> list[RunSpec]:
-    """The grid: one run per (lr, wd) at the selection seed, no test split."""
-    s, grid = suite.splits, method.grid
-    assert s is not None and grid is not None
-    return [
-        RunSpec(
-            task.name,
-            method.name,
-            "select",
-            lr,
-            wd,
-            suite.selection_seed,
-            1.0,
-            s.select_train,
-            s.select_val,
-            None,
-            suite.epochs,
+    """The grid: one run per point (lr x wd x method options) at the selection seed, no test split."""
+    s = suite.splits
+    assert s is not None
+    runs = []
+    for point in grid_points(method):
+        options = tuple((k, v) for k, v in point.items() if k not in ("lr", "wd"))
+        runs.append(
+            RunSpec(
+                task=task.name,
+                method=method.name,
+                phase="select",
+                lr=point["lr"],
+                wd=point["wd"],
+                seed=suite.selection_seed,
+                train_fraction=1.0,
+                train_split=s.select_train,
+                val_split=s.select_val,
+                test_split=None,
+                epochs=suite.epochs,
+                options=options,
+                batch_size=batch_size_for(suite, method, dict(options)),
+            )
         )
-        for lr in grid.lr
-        for wd in grid.wd
-    ]
+    return runs
 
 
 def final_runs(suite: Suite, task: TaskInfo, method: MethodSpec, chosen: dict[str, Any] | None) -> list[RunSpec]:
@@ -83,9 +116,24 @@ def final_runs(suite: Suite, task: TaskInfo, method: MethodSpec, chosen: dict[st
     assert s is not None
     lr = chosen["lr"] if chosen else None
     wd = chosen["wd"] if chosen else None
+    options = tuple((chosen or {}).get("options", {}).items())
     epochs = (chosen.get("epochs") if chosen else None) or (suite.epochs if suite.protocol == "paper" else None)
     return [
-        RunSpec(task.name, method.name, phase_name(f), lr, wd, seed, f, s.final_train, None, s.test, epochs)
+        RunSpec(
+            task=task.name,
+            method=method.name,
+            phase=phase_name(f),
+            lr=lr,
+            wd=wd,
+            seed=seed,
+            train_fraction=f,
+            train_split=s.final_train,
+            val_split=None,
+            test_split=s.test,
+            epochs=epochs,
+            options=options,
+            batch_size=batch_size_for(suite, method, dict(options)),
+        )
         for f in sorted(suite.train_fractions, reverse=True)
         for seed in suite.seeds
     ]
@@ -98,12 +146,13 @@ def read_result(folder: Path) -> dict[str, Any] | None:
 
 
 def select(results: list[dict[str, Any]], protocol: str) -> dict[str, Any]:
-    """Pick (lr, wd[, epochs]) from finished selection results, by validation accuracy only.
+    """Pick (lr, wd, options[, epochs]) from finished selection results, by validation accuracy only.
 
     ``paper``: val top-1 at the last epoch. ``best-val-epoch``: the best val top-1 over epochs (earliest such
-    epoch), which also fixes the final runs' epoch count. Ties go to the earlier grid point.
+    epoch), which also fixes the final runs' epoch count. Ties go to the cheaper, more regularised point
+    (:func:`tie_key`: smaller lr, then larger wd, then shorter prompt), whatever the order of the runs.
     """
-    best: dict[str, Any] | None = None
+    scored = []
     for r in results:
         curve = r["val_curve"]
         if not curve:
@@ -113,11 +162,14 @@ def select(results: list[dict[str, Any]], protocol: str) -> dict[str, Any]:
         else:
             point = max(curve, key=lambda c: (c["top1"], -c["epoch"]))
             score, epoch = point["top1"], point["epoch"]
-        if best is None or score > best["val_top1"]:
-            best = {"lr": r["lr"], "wd": r["wd"], "val_top1": score, "epochs": epoch}
-    assert best is not None
+        options = dict(r.get("grid_options") or {})
+        scored.append({"lr": r["lr"], "wd": r["wd"], "options": options, "val_top1": score, "epochs": epoch})
+    if not scored:
+        raise ValueError("no selection results to choose from")
+    best = min(scored, key=lambda c: (-c["val_top1"], tie_key({"lr": c["lr"], "wd": c["wd"], **c["options"]})))
+    ties = sum(c["val_top1"] == best["val_top1"] for c in scored)
     criterion = "val top-1 at the last epoch" if protocol == "paper" else "best val top-1 over epochs"
-    return {**best, "criterion": criterion, "candidates": len(results)}
+    return {**best, "criterion": criterion, "candidates": len(results), "ties": ties}
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -140,14 +192,14 @@ def run_config(suite: Suite, task: TaskInfo, method: MethodSpec, run: RunSpec, o
             "data.val_split": run.val_split,
             "data.test_split": run.test_split,
             "data.train_fraction": run.train_fraction,
-            "method": dict(method.method),
+            "method": {**method.method, **dict(run.options)},
             "optim.optimizer": method.optimizer,
             "optim.lr": run.lr,
             "optim.weight_decay": run.wd,
-            "optim.scale_lr": method.scale_lr,
+            "optim.scale_lr": method.scale_lr,  # None: the run config's rule (base lr x batch / 256 by default)
             "optim.warmup_epochs": suite.warmup_epochs,
             "train.epochs": run.epochs or suite.epochs,
-            "train.batch_size": method.batch_size or suite.batch_size,
+            "train.batch_size": run.batch_size or method.batch_size or suite.batch_size,
             "train.seed": run.seed,
             "train.val_every": suite.val_every if run.val_split else 0,
             "train.progress": progress,

@@ -60,6 +60,8 @@ def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
         f"- Software: {'; '.join(rep['versions'])}; commit {', '.join(rep['commits'])}",
         f"- Devices: {', '.join(rep['devices'])}",
     ]
+    if rep.get("paper_mismatch"):
+        lines.append(f"- Paper figures not shown: {rep['paper_mismatch']}")
     if rep["paper"]:
         lines.append(
             f"- In brackets: {PAPER_LABEL} and our difference (ours - paper); the paper's numbers are not ours. Its "
@@ -114,13 +116,15 @@ def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
         ("method", "method"),
         ("lr", "base lr"),
         ("wd", "wd"),
+        ("options", "options"),
         ("epochs", "epochs"),
         ("val", "val top-1"),
         ("criterion", "criterion"),
     ]
     rows = [
         {**s, "lr": f"{s['lr']:g}", "wd": f"{s['wd']:g}", "val": f"{100 * s['val_top1']:.2f}",
-         "epochs": s.get("epochs") or "all"}
+         "epochs": s.get("epochs") or "all",
+         "options": ", ".join(f"{k}={v}" for k, v in (s.get("options") or {}).items()) or "-"}
         for s in rep["selections"]
     ]  # fmt: skip
     lines += [markdown_table(rows, cols), "", "## Paired Wilcoxon signed-rank tests across tasks (two-sided)", ""]

@@ -27,7 +27,7 @@ from .aggregate import (
     stored_bytes,
     wins,
 )
-from .paper import paper_table
+from .paper import paper_mismatch, paper_table
 from .plots import fraction_series, prompt_length_series, write_plots
 from .render import csv_text, render_markdown
 from .stats import wilcoxon_vs
@@ -54,7 +54,8 @@ def build_report(out: str | Path) -> dict[str, Any]:
     full, deep = baseline_label(methods, names, "full"), baseline_label(methods, names, "vpt-deep")
     win, px, sb = wins(table, methods, tasks, full), params_multiple(finals), stored_bytes(finals)
     backbone, benchmark = _one({r["backbone"] for r in results}), _one({r["benchmark"] for r in results})
-    paper = paper_table(backbone, benchmarks)
+    mismatch = paper_mismatch(results)
+    paper = None if mismatch else paper_table(backbone, benchmarks)
     common = {"benchmark": benchmark, "backbone": backbone, "protocol": _one({r["protocol"] for r in results})}
     summary, per_task = [], []
     for m in methods:
@@ -118,6 +119,7 @@ def build_report(out: str | Path) -> dict[str, Any]:
         "commits": sorted({str(r["provenance"].get("git_commit")) for r in results}),
         "devices": sorted({r["provenance"].get("device_name") or r["provenance"]["device"] for r in results}),
         "paper": paper is not None,
+        "paper_mismatch": mismatch,
         "methods": methods,
         "tasks": tasks,
         "groups": groups,

@@ -2,7 +2,8 @@
 
 Order per task and method: every selection run (grid point) first, then the selection (validation accuracy
 only), then the final runs. Runs whose ``result.json`` exists are skipped, so an interrupted suite resumes;
-a run interrupted mid-training resumes from its checkpoint.
+a run interrupted mid-training resumes from its checkpoint. Runs are claimed from a queue on Optuna's storage
+(:mod:`vptune.bench.workers`): in memory for one process, or a shared database for many workers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..errors import ConfigError
 from .plan import RESULT_FILE, RunSpec, final_runs, read_result, run_config, select, selection_runs
 from .provenance import device_info, git_state, peak_memory, reset_peak_memory, versions
 from .suite import MISSING_ROOT, MethodSpec, Suite, TaskInfo, resolve_task
+from .workers import WorkerOptions, work
 
 Log = Callable[[str], None]
 
@@ -113,6 +115,8 @@ def execute(
         "phase": run.phase,
         "lr": run.lr,
         "wd": run.wd,
+        "grid_options": dict(run.options),
+        "batch_size": cfg.train.batch_size,
         "seed": run.seed,
         "train_fraction": run.train_fraction,
         "splits": {"train": run.train_split, "val": run.val_split, "test": run.test_split},
@@ -151,52 +155,31 @@ def run_suite(
     methods: list[str] | None = None,
     progress: bool = False,
     log: Log = _stderr,
+    workers: WorkerOptions | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the whole plan; returns counts of trained and skipped runs."""
+    """Run (or resume, or join) the whole plan; returns counts of runs this process trained and skipped.
+
+    With ``workers.storage`` set, any number of processes on any number of machines share the suite through
+    that database, each run claimed by exactly one of them (:mod:`vptune.bench.workers`).
+    """
     out = Path(out)
     infos, specs = pick(suite, tasks, methods)
     if any(MISSING_ROOT in t.spec for t in infos):
         raise ConfigError(f"suite {suite.name}: {suite.benchmark} needs the data root: pass --data-root DIR")
     write_json(out / "suite.json", suite.model_dump(mode="json"))
     total = build_plan(suite, out, tasks, methods)["counts"]["total"]
-    counter = {"trained": 0, "skipped": 0}
-    for task in infos:
-        data: TaskData | None = None  # loaded on the task's first run that trains
-        for method in specs:
-            for run in selection_runs(suite, task, method):
-                data = _do(suite, task, method, run, out, data, progress, counter, total, log, {})
-            chosen = chosen_point(suite, task, method, out)
-            assert chosen is not None
-            log(
-                f"{task.name} / {method.name}: selected lr={chosen['lr']} wd={chosen['wd']} "
-                f"({chosen['criterion']} {chosen['val_top1']:.4f})"
-            )
-            for run in final_runs(suite, task, method, chosen):
-                data = _do(suite, task, method, run, out, data, progress, counter, total, log, {"selection": chosen})
-    return {"out": str(out), "total": total, **counter}
+    loaded: dict[str, TaskData] = {}  # the task of the latest run that trained (one task's data in memory)
 
+    def execute_one(task: TaskInfo, method: MethodSpec, run: RunSpec, extra: dict[str, Any]) -> dict[str, Any]:
+        if task.name not in loaded:
+            loaded.clear()
+            loaded[task.name] = load_data(task.spec, seed=suite.selection_seed)
+        opts = "".join(f" {k}={v}" for k, v in run.options)
+        log(f"{task.name} / {method.name} / {run.phase} lr={run.lr} wd={run.wd}{opts} seed={run.seed}")
+        r = execute(suite, task, method, run, out, loaded[task.name], progress, **extra)
+        log("    -> " + ", ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items() if k.endswith("top1")))
+        return r
 
-def _do(
-    suite: Suite,
-    task: TaskInfo,
-    method: MethodSpec,
-    run: RunSpec,
-    out: Path,
-    data: TaskData | None,
-    progress: bool,
-    counter: dict[str, int],
-    total: int,
-    log: Log,
-    extra: dict[str, Any],
-) -> TaskData | None:
-    """Skip a finished run or train it; returns the (possibly just loaded) task data."""
-    if (run.folder(out) / RESULT_FILE).is_file():
-        counter["skipped"] += 1
-        return data
-    data = data or load_data(task.spec, seed=suite.selection_seed)
-    n = counter["trained"] + counter["skipped"] + 1
-    log(f"[{n}/{total}] {task.name} / {method.name} / {run.phase} lr={run.lr} wd={run.wd} seed={run.seed}")
-    r = execute(suite, task, method, run, out, data, progress, **extra)
-    counter["trained"] += 1
-    log("    -> " + ", ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items() if k.endswith("top1")))
-    return data
+    pairs = [(t, m) for t in infos for m in specs]
+    counts = work(suite, out, pairs, execute_one, workers or WorkerOptions(), log)
+    return {"out": str(out), "total": total, "trained": counts["trained"], "skipped": counts["skipped"]}

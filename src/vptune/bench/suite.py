@@ -24,16 +24,16 @@ from .family_grids import family_lrs
 Benchmark = Literal["vtab1k", "fgvc", "offline", "custom"]
 Protocol = Literal["paper", "best-val-epoch"]
 
-# The paper's grids (vpt-method.md section 7): base lr (scaled by batch/256) x weight decay.
-SGD_LRS: tuple[float, ...] = (50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05)
-ADAMW_LRS: tuple[float, ...] = (0.001, 5e-4, 1e-4, 0.005)
-WDS: tuple[float, ...] = (0.01, 0.001, 1e-4, 0.0)
+# The paper's grids (vpt-method.md section 7) live in the selection engine shared with `vptune tune`.
+from .search import ADAMW_LRS, SGD_LRS, WDS  # noqa: E402  (re-exported: suite.SGD_LRS etc.)
+
 # Methods that train backbone weights or modules inside it use AdamW in the paper; prompts and heads use SGD.
 ADAMW_METHODS: frozenset[str] = frozenset({"full", "partial", "bias", "adapter", "lora"})
 
 MISSING_ROOT = "<data-root>"  # placeholder in dry-run plans of vtab1k / fgvc suites without --data-root
 PROTOCOLS: dict[str, str] = {
-    "paper": "lr and wd chosen by val top-1 at the last epoch after training on the selection split; final runs "
+    "paper": "lr, wd (and any searched method option, e.g. the prompt length) chosen by val top-1 at the last epoch "
+    "after training on the selection split (ties: smaller lr, larger wd, shorter prompt); final runs "
     "train on the final split with every seed; test top-1 at the last epoch, evaluated once at the end of each run",
     "best-val-epoch": "lr, wd and the number of epochs chosen by the best val top-1 over the epochs of the "
     "selection runs; final runs train on the final split for that many epochs with every seed; test top-1 at "
@@ -46,10 +46,22 @@ class _Model(BaseModel):
 
 
 class Grid(_Model):
-    """Learning rates (base lr when ``scale_lr``) x weight decays searched on the selection split."""
+    """Learning rates (base lr when ``scale_lr``) x weight decays (x method options) searched on the selection split.
+
+    ``method`` adds method options as axes, e.g. ``{prompt_length: [1, 5, 10, 50, 100, 200]}`` (the paper's p
+    search) or ``{reduction: [8, 64, 256]}`` (the adapter's r).
+    """
 
     lr: list[float] = Field(min_length=1)
     wd: list[float] = Field(min_length=1)
+    method: dict[str, list[Any]] = Field(default_factory=dict, description="method option -> values searched")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Grid:
+        for name, values in {"lr": self.lr, "wd": self.wd, **self.method}.items():
+            if not values or len(set(map(str, values))) != len(values):
+                raise ValueError(f"grid.{name}: the values must be non-empty and distinct (got {values})")
+        return self
 
 
 class Splits(_Model):
@@ -64,7 +76,8 @@ class Splits(_Model):
 DEFAULT_SPLITS: dict[str, Splits] = {
     "vtab1k": Splits(select_train="train800", select_val="val200", final_train="train800val200", test="test"),
     "offline": Splits(select_train="train800", select_val="val200", final_train="train800val200", test="test"),
-    "fgvc": Splits(select_train="train", select_val="val", final_train="trainval", test="test"),
+    # FGVC: the official code trains the final runs on train (the 90% split) only; VTAB-1k retrains on 1000
+    "fgvc": Splits(select_train="train", select_val="val", final_train="train", test="test"),
     "custom": Splits(select_train="train", select_val="val", final_train="train", test="test"),
 }
 
@@ -76,7 +89,10 @@ class MethodSpec(_Model):
     method: dict[str, Any] = Field(default_factory=dict, description="method options; name defaults to the label")
     optimizer: Literal["sgd", "adamw"] | None = Field(None, description="default: adamw for full/partial/bias/...")
     grid: Grid | None = Field(None, description="default: the paper's grid for the optimiser")
-    scale_lr: bool = Field(True, description="lr = base lr x batch / 256 (the paper's rule)")
+    scale_lr: bool | None = Field(
+        None,
+        description="lr = base lr x batch / 256; default: the run config's optim.scale_lr (true, the paper's rule)",
+    )
     batch_size: int | None = Field(None, ge=1, description="default: the suite's batch_size")
     paper_name: str | None = Field(None, description="method name in the paper's table (default: label, - -> _)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted run-config keys for this method")
@@ -89,6 +105,12 @@ class MethodSpec(_Model):
             self.optimizer = "adamw" if self.method["name"] in ADAMW_METHODS else "sgd"
         if self.grid is None:
             self.grid = Grid(lr=list(SGD_LRS if self.optimizer == "sgd" else ADAMW_LRS), wd=list(WDS))
+        for option, values in self.grid.method.items():
+            for value in values:  # every searched value must be valid for the method, named in the error
+                try:
+                    parse_method_config({**self.method, option: value})
+                except (ConfigError, ValidationError) as err:
+                    raise ValueError(f"method {self.name}: grid.method.{option} value {value!r}: {err}") from None
         return self
 
     @property
@@ -124,6 +146,10 @@ class Suite(_Model):
     warmup_epochs: float = Field(10.0, ge=0.0)
     val_every: int = Field(1, ge=0, description="validate every N epochs in selection runs (the curve)")
     train_fractions: list[float] = Field(default_factory=lambda: [1.0], description="low-data final runs")
+    prompt_batch: dict[int, int] = Field(
+        default_factory=dict,
+        description="prompt-length threshold -> batch size, e.g. {100: 64}: batch 64 when p >= 100 (the paper)",
+    )
     splits: Splits | None = None
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted run-config keys for every run")
 
@@ -207,7 +233,20 @@ def load_suite(name_or_path: str | Path, overrides: list[str] | None = None, **f
     """Load a shipped suite by name or a YAML file, apply dotted ``key=value`` overrides and fields, validate."""
     from ..config import parse_override
 
-    text = str(name_or_path)
+    tree, where = _read_tree(str(name_or_path), [])
+    for item in overrides or []:
+        set_dotted(tree, *parse_override(item))
+    tree.update({k: v for k, v in fields.items() if v is not None})
+    try:
+        return Suite(**tree)
+    except ValidationError as err:
+        raise ConfigError(f"invalid suite ({where}): {format_validation_error(err, '')}") from None
+    except ConfigError as err:
+        raise ConfigError(f"invalid suite ({where}): {err}") from None
+
+
+def _read_tree(text: str, seen: list[str]) -> tuple[dict[str, Any], str]:
+    """The YAML mapping of a shipped suite or file; ``extends: BASE`` starts from BASE's top-level fields."""
     if text in shipped_suites():
         raw = (resources.files("vptune.bench") / "suites" / f"{text}.yaml").read_text()
         where = f"shipped suite '{text}'"
@@ -222,12 +261,10 @@ def load_suite(name_or_path: str | Path, overrides: list[str] | None = None, **f
         raise ConfigError(f"{where} is not valid YAML: {err}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{where} must be a mapping (name:, benchmark:, tasks:, methods:, ...)")
-    for item in overrides or []:
-        set_dotted(tree, *parse_override(item))
-    tree.update({k: v for k, v in fields.items() if v is not None})
-    try:
-        return Suite(**tree)
-    except ValidationError as err:
-        raise ConfigError(f"invalid suite ({where}): {format_validation_error(err, '')}") from None
-    except ConfigError as err:
-        raise ConfigError(f"invalid suite ({where}): {err}") from None
+    base = tree.pop("extends", None)
+    if base is not None:
+        if str(base) in seen:
+            raise ConfigError(f"{where}: extends: '{base}' forms a cycle ({' -> '.join([*seen, str(base)])})")
+        parent, _ = _read_tree(str(base), [*seen, text])
+        tree = {**parent, **tree}  # the child's top-level fields replace the parent's
+    return tree, where

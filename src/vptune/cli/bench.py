@@ -67,7 +67,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"  task {t['name']:<22} {t['group']:<12} {t['num_classes'] or '?':>4} classes  {t['spec']}")
             for m in plan["methods"]:
                 grid = m["grid"]
-                print(f"  method {m['name']:<20} {m['optimizer']:<6} {len(grid['lr'])} lr x {len(grid['wd'])} wd")
+                axes = "".join(f" x {len(v)} {k}" for k, v in grid["method"].items())
+                print(f"  method {m['name']:<20} {m['optimizer']:<6} {len(grid['lr'])} lr x {len(grid['wd'])} wd{axes}")
             print("runs: " + ", ".join(f"{k} {v}" for k, v in plan["counts"].items()))
         if missing:
             print(missing_advice(suite, missing), file=sys.stderr)
@@ -75,7 +76,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise VptuneError("pass --out DIR (runs, result JSONs and the report go there)")
-    summary = run_suite(suite, args.out, tasks=tasks, methods=methods, progress=not args.no_progress)
+    from ..bench.workers import WorkerOptions
+
+    workers = WorkerOptions(storage=args.storage, heartbeat_s=args.heartbeat, grace_s=args.grace, poll_s=args.poll)
+    if args.worker_name:
+        workers.worker = args.worker_name
+    summary = run_suite(suite, args.out, tasks=tasks, methods=methods, progress=not args.no_progress, workers=workers)
     if not args.no_report:
         rep = write_report(args.out)
         summary["report"] = rep["files"]
@@ -123,8 +129,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark suite with the paper's protocol (resumable)")
     p.add_argument(
         "suite",
-        help="shipped suite (vtab1k, fgvc, offline, offline-quick, offline-prompt-length, offline-low-data) or a suite "
-        "YAML file",
+        help="shipped suite (vtab1k, fgvc: the paper's protocol with p searched; vtab1k-fixed-p, fgvc-fixed-p: cheaper "
+        "variants with p fixed at 10; vtab1k-scale: ViT-B/L/H; offline, offline-quick, offline-prompt-length, "
+        "offline-low-data) or a suite YAML file. Every lr is a base lr, scaled by batch/256 for SGD and AdamW "
+        "(optim.scale_lr, true by default, as train and tune)",
     )
     p.add_argument("--out", help="output folder: runs/, result JSONs, report (required unless --dry-run)")
     p.add_argument("--data-root", help="ROOT of the vtab1k / fgvc tree (vtab1k:ROOT/TASK, fgvc:ROOT/NAME)")
@@ -143,6 +151,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="print the plan (runs, tasks, class counts); train nothing; exit 1 naming missing task folders",
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="share the suite with other workers through this Optuna database: start the same command (same --out "
+        "on a shared file system) in any number of processes or machines; each run is claimed by one worker. "
+        "sqlite:///OUT/bench.db for one machine, postgresql://USER@HOST/DB or mysql+pymysql://... for many "
+        "(default: in memory, this process only)",
+    )
+    p.add_argument("--heartbeat", type=int, default=30, metavar="S", help="seconds between heartbeats (default 30)")
+    p.add_argument(
+        "--grace",
+        type=int,
+        default=120,
+        metavar="S",
+        help="a run without a heartbeat for S seconds (its worker died) is queued again (default 120)",
+    )
+    p.add_argument("--poll", type=float, default=5.0, metavar="S", help="idle wait for other workers' runs (default 5)")
+    p.add_argument("--worker-name", help="this worker's name in the database and logs (default HOST:PID)")
     add_no_progress(p)
     add_json(p)
     p.set_defaults(func=cmd_bench)

@@ -56,6 +56,16 @@ def quiet_interrupted_trials() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
+def _option_values(text: str) -> tuple[str, list]:
+    """``method.reduction=8,64,256`` -> ("reduction", [8, 64, 256]) (YAML scalars: numbers, booleans, words)."""
+    import yaml
+
+    key, sep, values = text.partition("=")
+    if not sep or not key.startswith("method.") or not values:
+        raise argparse.ArgumentTypeError(f"expected method.KEY=V1,V2,..., got '{text}'")
+    return key.removeprefix("method."), [yaml.safe_load(v) for v in values.split(",")]
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from ..errors import VptuneError
     from ..tune import TuneOptions, tune
@@ -72,6 +82,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         lrs=args.lrs,
         weight_decays=args.wds,
         prompt_lengths=args.prompt_lengths,
+        options=dict(args.search) or None,
         sampler=args.sampler,
         prune=args.prune,
         storage=args.storage,
@@ -91,7 +102,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in best.items() if k != "all_trials"}, indent=2))
     else:
         o = best["optim"]
-        extra = "".join(f", {k} {v}" for k, v in best["method_options"].items() if k == "prompt_length")
+        searched = set(best["study"]["search_space"]) - {"lr", "weight_decay"}
+        extra = "".join(f", {k} {v}" for k, v in best["method_options"].items() if k in searched)
         print(
             f"best of {best['trials']} trials: lr {o['lr']:g}{' (scaled)' if o['scale_lr'] else ''}, weight decay "
             f"{o['weight_decay']:g}{extra}: val top1 {best['val_top1']:.4f}; wrote {args.out}/best.json",
@@ -106,7 +118,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "tune",
         help="lr x weight-decay (x prompt length) search on Optuna; writes OUT/best.json",
         description="Each trial trains on data.train_split (train800 for VTAB-1k) and scores val top-1 at the last "
-        "epoch on data.val_split (val200). Re-running resumes; several machines can share one --storage.",
+        "epoch on data.val_split (val200); ties go to the smaller lr, then the larger weight decay, then the shorter "
+        "prompt (as vptune bench). Every lr is a base lr scaled by batch/256 for SGD and AdamW (optim.scale_lr, true "
+        "by default, as train and bench). Re-running resumes; several machines can share one --storage.",
     )
     add_config_flags(p, TUNE_FLAGS)
     p.add_argument("--grid", choices=["paper", "small"], default="paper", help="paper: 10x4 (SGD) / 4x4 (AdamW)")
@@ -114,6 +128,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wds", type=_floats, help="comma-separated weight decays instead of the grid's")
     p.add_argument(
         "--prompt-lengths", type=_lengths, help="also search prompt length: comma-separated, or 'paper' (1..200)"
+    )
+    p.add_argument(
+        "--search",
+        type=_option_values,
+        action="append",
+        default=[],
+        metavar="method.KEY=V1,V2",
+        help="also search a method option, e.g. --search method.reduction=8,64,256 (adapter); repeatable",
     )
     p.add_argument("--sampler", choices=["grid", "tpe"], default="grid", help="tpe needs --trials")
     p.add_argument("--prune", action="store_true", help="successive-halving pruning on per-epoch val top-1")

@@ -65,6 +65,23 @@ TFDS_TASKS: dict[str, tuple[str, str, str, str, LabelFn]] = {
 }  # fmt: skip
 
 
+# Tasks whose TFDS images hold 0/1 values: VTAB multiplies them by 255 (task_adaptation's dsprites.py).
+BINARY_IMAGE_TASKS = frozenset({"dsprites_loc", "dsprites_ori"})
+
+
+def example_image(task: str, ex: dict[str, Any]) -> Any:
+    """The PIL image VTAB feeds the model for one TFDS example (dSprites' 0/1 pixels scaled to 0/255)."""
+    from PIL import Image
+
+    img = np.asarray(ex["image"])
+    if task in BINARY_IMAGE_TASKS:
+        if img.size and int(img.max()) > 1:
+            raise DataError(f"{task}: expected dSprites' 0/1 pixels, found values up to {int(img.max())}")
+        img = img.astype(np.uint8) * 255  # (64, 64, 1): 0/1 -> 0/255, as VTAB's preprocessing
+    img = img.astype(np.uint8)
+    return Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img)
+
+
 def _first(split: str, n: int) -> str:
     """``train`` -> ``train[:n]``; ``train[45000:]`` -> ``train[45000:45000+n]``."""
     if "[" not in split:
@@ -89,8 +106,6 @@ def export_tfds_task(task: str, root: str | Path, data_dir: str | None = None) -
         ) from None
     if task not in TFDS_TASKS:
         raise DataError(f"no TFDS recipe for '{task}'; tasks: {', '.join(TFDS_TASKS)}")
-    from PIL import Image
-
     name, train_pool, val_pool, test_split, label_fn = TFDS_TASKS[task]
     folder = Path(root) / task
     if folder.exists():
@@ -103,8 +118,7 @@ def export_tfds_task(task: str, root: str | Path, data_dir: str | None = None) -
         ds = tfds.load(name, split=tfds_split, data_dir=data_dir, shuffle_files=False)
         for i, ex in enumerate(tfds.as_numpy(ds)):
             rel = f"images/{split}_{i:06d}.png"
-            img = ex["image"]
-            Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img).save(folder / rel)
+            example_image(task, ex).save(folder / rel)
             lines[split].append(f"{rel} {label_fn(ex)}\n")
     lines["train800val200"] = lines["train800"] + lines["val200"]
     for split, rows in lines.items():

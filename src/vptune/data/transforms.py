@@ -13,8 +13,14 @@ INTERPOLATION = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.Interpol
 FGVC_RESIZE_RATIO = 256 / 224  # resize 256 then crop 224, scaled to other resolutions
 
 
-def preprocessing_config(backbone: nn.Module, normalize: str = "model", augment: str = "none") -> dict[str, Any]:
-    """The JSON-ready preprocessing recorded in artifacts: size, mean/std, interpolation, augmentation."""
+def preprocessing_config(
+    backbone: nn.Module, normalize: str = "model", augment: str = "none", interpolation: str = "model"
+) -> dict[str, Any]:
+    """The JSON-ready preprocessing recorded in artifacts: size, mean/std, interpolation, augmentation.
+
+    ``interpolation``: ``model`` (the timm data config's, bicubic for most ViTs) or an explicit ``bilinear`` /
+    ``bicubic`` (VTAB-1k's TensorFlow pipeline resizes bilinearly).
+    """
     cfg = timm.data.resolve_model_data_config(backbone)
     mean, std = (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD) if normalize == "imagenet" else (cfg["mean"], cfg["std"])
     # the model's own patch-embedding size wins: it reflects an img_size override, the data config may not
@@ -23,7 +29,9 @@ def preprocessing_config(backbone: nn.Module, normalize: str = "model", augment:
         "input_size": [int(size[0]), int(size[1])],
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
-        "interpolation": cfg.get("interpolation", "bicubic")
+        "interpolation": interpolation
+        if interpolation in INTERPOLATION
+        else cfg.get("interpolation", "bicubic")
         if cfg.get("interpolation") in INTERPOLATION
         else "bicubic",
         "augment": augment,

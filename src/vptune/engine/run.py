@@ -74,7 +74,7 @@ def prepare(cfg: RunConfig, data: TaskData | None = None) -> tuple[AdaptedModel,
         weights=cfg.model.weights,
         img_size=cfg.model.img_size,
     )
-    pre = preprocessing_config(model.backbone, cfg.data.normalize, cfg.data.augment)
+    pre = preprocessing_config(model.backbone, cfg.data.normalize, cfg.data.augment, cfg.data.interpolation)
     return model, data, pre
 
 

@@ -20,7 +20,9 @@ class AdapterConfig(MethodConfig):
     name: Literal["adapter"] = "adapter"
     reduction: int = Field(8, ge=1, description="reduction factor r: bottleneck width D / r (paper: 8, 64, 256)")
     placement: Literal["mlp"] = Field("mlp", description="where the adapter sits: mlp = after each block's FFN")
-    activation: Literal["relu", "gelu"] = Field("relu", description="non-linearity inside the bottleneck")
+    activation: Literal["relu", "gelu"] = Field(
+        "gelu", description="non-linearity inside the bottleneck (GELU as the official adapter_block.py)"
+    )
 
     def check(self, info: BackboneInfo) -> None:
         super().check(info)
@@ -38,7 +40,7 @@ class Bottleneck(nn.Module):
     the down-projection receives gradient too (zero-initialising both would leave only ``up.bias`` learning).
     """
 
-    def __init__(self, dim: int, hidden: int, activation: str = "relu") -> None:
+    def __init__(self, dim: int, hidden: int, activation: str = "gelu") -> None:
         super().__init__()
         self.down = nn.Linear(dim, hidden)
         self.act = nn.ReLU() if activation == "relu" else nn.GELU()

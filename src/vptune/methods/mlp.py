@@ -18,11 +18,17 @@ class MlpConfig(MethodConfig):
     layers: int = Field(3, ge=1, le=64, description="Linear layers in the head, the last one the classifier (k)")
     hidden_dim: int | None = Field(None, ge=1, description="width of the hidden layers; default: embed dim D")
     activation: Literal["relu", "gelu"] = Field("relu", description="non-linearity after each hidden layer")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout after each hidden activation")
+    norm: Literal["batchnorm", "none"] = Field(
+        "batchnorm", description="BatchNorm1d after each hidden activation (the official mlp.py)"
+    )
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout after each hidden layer (official: 0.1)")
 
 
 class MlpHead(nn.Sequential):
-    """``layers - 1`` blocks of Linear -> activation (-> dropout), then a :class:`LinearHead` classifier.
+    """``layers - 1`` blocks of Linear -> activation (-> BatchNorm1d) (-> dropout), then a :class:`LinearHead`.
+
+    As the official ``mlp.py``: hidden Linear weights kaiming-normal (fan-out), BatchNorm1d after the activation,
+    dropout last; the classifier is initialised as every other head.
 
     Args:
         dim: Input feature width (D).
@@ -30,7 +36,8 @@ class MlpHead(nn.Sequential):
         layers: Total Linear layers (1 is a plain linear head).
         hidden_dim: Width of the hidden layers.
         activation: ``relu`` or ``gelu``.
-        dropout: Dropout probability after each hidden activation.
+        dropout: Dropout probability after each hidden layer.
+        norm: ``batchnorm`` (BatchNorm1d after each hidden activation) or ``none``.
         init: Classifier init (``official`` or ``small``, see :func:`vptune.methods.heads.init_linear`).
     """
 
@@ -43,11 +50,16 @@ class MlpHead(nn.Sequential):
         activation: str = "relu",
         dropout: float = 0.0,
         init: str = "official",
+        norm: str = "batchnorm",
     ) -> None:
         modules: list[nn.Module] = []
         width = dim
         for _ in range(layers - 1):
-            modules += [nn.Linear(width, hidden_dim), nn.ReLU() if activation == "relu" else nn.GELU()]
+            linear = nn.Linear(width, hidden_dim)
+            nn.init.kaiming_normal_(linear.weight, a=0, mode="fan_out")
+            modules += [linear, nn.ReLU() if activation == "relu" else nn.GELU()]
+            if norm == "batchnorm":
+                modules.append(nn.BatchNorm1d(hidden_dim))
             if dropout > 0:
                 modules.append(nn.Dropout(dropout))
             width = hidden_dim
@@ -80,4 +92,5 @@ class Mlp(Method):
             activation=cfg.activation,
             dropout=cfg.dropout,
             init=cfg.head_init,
+            norm=cfg.norm,
         )

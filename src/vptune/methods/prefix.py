@@ -86,6 +86,9 @@ class VPTPrefix(Method):
             wrapper = PrefixAttention(block.attn, partial(self.prefix_tokens, slot, block.norm1))
             block.attn = mark_trainable(wrapper)
 
-    def prefix_tokens(self, slot: int, norm: nn.Module) -> torch.Tensor:
-        """The ``slot``-th layer's prompts in its attention's input space: norm1(dropout(P)), (p, D)."""
-        return norm(self.dropout(self.prompts[slot]))
+    def prefix_tokens(self, slot: int, norm: nn.Module, batch: int) -> torch.Tensor:
+        """The ``slot``-th layer's prompts in its attention's input space: norm1(dropout(P)), (B, p, D).
+
+        Dropout acts after expanding to the batch, so every image gets its own mask (as the official code).
+        """
+        return norm(self.dropout(self.prompts[slot].expand(batch, -1, -1)))  # (B, p, D)

@@ -203,23 +203,27 @@ class PromptTuning(Method):
             backbone.set_input_projection(proj)
 
     def layer_prompts(self, slot: int) -> torch.Tensor:
-        """The p token-space prompts (p, D) inserted at the ``slot``-th prompted layer (after dropout)."""
+        """The p token-space prompts (p, D) inserted at the ``slot``-th prompted layer (before dropout)."""
         if self.block_prompts is not None:
-            return self.dropout(self.block_prompts[slot].expand(self.length, -1))  # (p, D_i)
+            return self.block_prompts[slot].expand(self.length, -1)  # (p, D_i)
         prompts = self.prompts[0 if self.share_layers else slot]  # (tokens, k or D)
         if self.project is not None:
             prompts = self.project(prompts)  # (tokens, D)
-        return self.dropout(prompts.expand(self.length, -1))  # (p, D)
+        return prompts.expand(self.length, -1)  # (p, D)
 
-    def pixel_tokens(self, backbone: Backbone) -> torch.Tensor:
-        """Pixel prompt patches through the frozen patch-embedding projection (no position embedding): (p, D)."""
-        pixels = self.dropout(self.prompts).expand(self.length, -1, -1, -1)  # (p, C, ph, pw)
-        return backbone.project_patches(pixels)  # (p, D)
+    def pixel_tokens(self, backbone: Backbone, batch: int) -> torch.Tensor:
+        """Pixel prompt patches through the frozen patch-embedding projection (no position embedding): (B, p, D).
+
+        Dropout acts after expanding to the batch, so every image gets its own mask (as the official code).
+        """
+        pixels = self.prompts.expand(batch, self.length, -1, -1, -1)  # (B, p, C, ph, pw)
+        pixels = self.dropout(pixels).flatten(0, 1)  # (B * p, C, ph, pw)
+        return backbone.project_patches(pixels).unflatten(0, (batch, self.length))  # (B * p, D) -> (B, p, D)
 
     def embed(self, backbone: Backbone, images: torch.Tensor) -> torch.Tensor:
         if self.location != "prepend-pixel" or not self.length:
             return super().embed(backbone, images)
-        tokens = self.pixel_tokens(backbone).unsqueeze(0).expand(images.shape[0], -1, -1)  # (B, p, D)
+        tokens = self.pixel_tokens(backbone, images.shape[0])  # (B, p, D)
         return backbone.embed(images, insert=tokens)  # (B, n + p + patches, D)
 
     def prompts_for_block(self, index: int, batch: int) -> torch.Tensor | None:
@@ -227,7 +231,8 @@ class PromptTuning(Method):
         slot = self.slot.get(index)
         if slot is None or self.length == 0 or self.location not in TOKEN_LOCATIONS:
             return None
-        return self.layer_prompts(slot).unsqueeze(0).expand(batch, -1, -1)  # (B, p, D)
+        prompts = self.layer_prompts(slot).unsqueeze(0).expand(batch, -1, -1)  # (B, p, D)
+        return self.dropout(prompts)  # after expanding to the batch: one mask per image (official code)
 
     def before_block(self, x: torch.Tensor, index: int) -> torch.Tensor:
         prompts = self.prompts_for_block(index, x.shape[0])

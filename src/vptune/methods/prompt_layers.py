@@ -138,14 +138,14 @@ class ChannelPromptProj(FrozenWrapper):
 class PrefixAttention(FrozenWrapper):
     """Wraps a frozen timm ``Attention``: extra keys/values from prompt tokens, no extra queries, same length.
 
-    ``source()`` returns the prompt tokens (p, D) already in the attention's input space (after the block's
+    ``source(batch)`` returns the prompt tokens (B, p, D) already in the attention's input space (after the block's
     ``norm1``); they pass through the key/value rows of the frozen ``qkv`` (and ``k_norm``), and every token
     attends over [prompt K/V ; token K/V] with ``F.scaled_dot_product_attention``.
     """
 
     frozen_attr = "attn"
 
-    def __init__(self, attn: nn.Module, source: Callable[[], torch.Tensor]) -> None:
+    def __init__(self, attn: nn.Module, source: Callable[[int], torch.Tensor]) -> None:
         super().__init__()
         needed = ("qkv", "num_heads", "head_dim", "q_norm", "k_norm", "proj", "proj_drop", "attn_drop", "scale")
         missing = [a for a in needed if not hasattr(attn, a)]
@@ -162,8 +162,8 @@ class PrefixAttention(FrozenWrapper):
         a = self.attn
         if is_causal:
             raise ValueError("vpt-prefix does not support causal attention")
-        prefix = self.source()  # (p, D)
         b, n, _ = x.shape
+        prefix = self.source(b)  # (B, p, D): per-image prompts (each image has its own dropout mask)
         heads, head_dim = a.num_heads, a.head_dim
         dim = heads * head_dim
         gate = a.gate(x).sigmoid() if getattr(a, "gate", None) is not None else None
@@ -171,12 +171,12 @@ class PrefixAttention(FrozenWrapper):
         q, k, v = qkv.unbind(0)
         q, k = a.q_norm(q), a.k_norm(k)
         bias = None if a.qkv.bias is None else a.qkv.bias[dim:]
-        p = prefix.shape[0]
-        kv = F.linear(prefix.to(x.dtype), a.qkv.weight[dim:], bias)  # key/value rows only: (p, 2 * H * hd)
-        kv = kv.reshape(p, 2, heads, head_dim).permute(1, 2, 0, 3)  # (2, H, p, hd)
+        p = prefix.shape[1]
+        kv = F.linear(prefix.to(x.dtype), a.qkv.weight[dim:], bias)  # key/value rows only: (B, p, 2 * H * hd)
+        kv = kv.reshape(b, p, 2, heads, head_dim).permute(2, 0, 3, 1, 4)  # (2, B, H, p, hd)
         pk, pv = a.k_norm(kv[0]), kv[1]
-        k = torch.cat([pk.unsqueeze(0).expand(b, -1, -1, -1), k], dim=2)  # (B, H, p + N, hd)
-        v = torch.cat([pv.unsqueeze(0).expand(b, -1, -1, -1), v], dim=2)  # (B, H, p + N, hd)
+        k = torch.cat([pk, k], dim=2)  # (B, H, p + N, hd)
+        v = torch.cat([pv, v], dim=2)  # (B, H, p + N, hd)
         if attn_mask is not None:  # the prompt keys are visible to every query
             attn_mask = F.pad(attn_mask, (p, 0), value=True if attn_mask.dtype == torch.bool else 0.0)
         drop = a.attn_drop.p if a.training else 0.0
