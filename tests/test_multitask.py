@@ -182,3 +182,26 @@ def test_other_backbone_or_preprocessing_rejected(artifacts, tmp_path):
     with pytest.raises(ArtifactError, match="preprocesses images with"):
         bank.add_task("pre", tmp_path / "p")
     assert bank.task_names == ["deep"]
+
+
+@pytest.mark.parametrize("name", ["linear", "lora"])  # a shared-pass task and one with a private backbone copy
+def test_add_task_builds_the_task_without_holding_the_lock(artifacts, monkeypatch, name):
+    """Loading a task's tensors (and copying the backbone) must not pause predictions on the loaded tasks."""
+    import threading
+
+    from vptune.tasks import multitask
+
+    bank = MultiTaskModel.from_dirs({"deep": artifacts["deep"]})
+    free: list[bool] = []
+
+    def probe(*args, **kwargs):
+        got = []  # another thread (a prediction) tries the lock while the task is being built
+        thread = threading.Thread(target=lambda: got.append(bank.lock.acquire(timeout=5) and bank.lock.release()))
+        thread.start()
+        thread.join()
+        free.append(got == [None])
+        return attach_task(*args, **kwargs)
+
+    monkeypatch.setattr(multitask, "attach_task", probe)
+    bank.add_task(name, artifacts[name])
+    assert free == [True] and bank.task_names == ["deep", name]

@@ -147,34 +147,41 @@ class MultiTaskModel(nn.Module):
         if not NAME_RE.fullmatch(name):
             raise ArtifactError(f"task name '{name}' is invalid: use 1-64 letters, digits, '_' or '-'")
         task = read_task(path)
-        with self.lock:
-            if name in self.entries:
-                raise ArtifactError(f"task name '{name}' is already loaded; remove it first or pick another name")
+        with self.lock:  # the first task fixes the backbone; later adds only read it
+            self._check_new(name, task)
             if self.backbone is None:
                 vit, _ = load_backbone_for(task, **self._load)
                 self._set_backbone(vit, self.model_name or task.backbone["name"])
             check_backbone(task, self.model_name, self.digest)
-            if self.preprocessing is not None and task.preprocessing != self.preprocessing:
-                raise ArtifactError(
-                    f"task '{name}' ({task.path}) preprocesses images with {task.preprocessing}, but the loaded "
-                    f"tasks use {self.preprocessing}; serve it from a separate bank"
-                )
-            try:
-                with safe_open(str(task.path / TENSOR_FILE), framework="pt") as f:
-                    tensor_names = list(f.keys())
-            except (SafetensorError, OSError) as err:
-                raise ArtifactError(
-                    f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged"
-                ) from None
-            blocker = shared_pass_blocker(build_method(task.method, self.info), tensor_names, self.arch)
-            vit = self.backbone if blocker is None else copy.deepcopy(self.backbone)
-            model = attach_task(task, vit, self.digest).to(self.device).eval()
+            backbone, digest = self.backbone, self.digest
+        # the costly part (tensor reads and checks, a private backbone copy) runs without the lock, so
+        # predictions on the loaded tasks go on meanwhile
+        try:
+            with safe_open(str(task.path / TENSOR_FILE), framework="pt") as f:
+                tensor_names = list(f.keys())
+        except (SafetensorError, OSError) as err:
+            raise ArtifactError(f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged") from None
+        blocker = shared_pass_blocker(build_method(task.method, self.info), tensor_names, self.arch)
+        vit = backbone if blocker is None else copy.deepcopy(backbone)
+        model = attach_task(task, vit, digest).to(self.device).eval()
+        with self.lock:
+            self._check_new(name, task)  # another add may have won the name or fixed the preprocessing meanwhile
             self.task_modules[name] = model if blocker else nn.ModuleDict({"method": model.method, "head": model.head})
             self.entries[name] = TaskEntry(name, task, model.output, int(model.method.prompt_tokens), blocker)
             if self.preprocessing is None:
                 self.preprocessing = task.preprocessing
                 self.transform = build_transform(task.preprocessing, train=False)
         return self.entries[name].info()
+
+    def _check_new(self, name: str, task: TaskArtifact) -> None:
+        """Refuse a taken name or preprocessing other than the loaded tasks' (call with the lock held)."""
+        if name in self.entries:
+            raise ArtifactError(f"task name '{name}' is already loaded; remove it first or pick another name")
+        if self.preprocessing is not None and task.preprocessing != self.preprocessing:
+            raise ArtifactError(
+                f"task '{name}' ({task.path}) preprocesses images with {task.preprocessing}, but the loaded "
+                f"tasks use {self.preprocessing}; serve it from a separate bank"
+            )
 
     def remove_task(self, name: str) -> None:
         """Unload a task (waits for a running forward pass)."""
