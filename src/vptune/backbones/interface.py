@@ -253,3 +253,19 @@ def wrap_backbone(module: nn.Module, name: str) -> Backbone:
     raise ConfigError(
         f"model.name: '{name}' ({type(module).__name__}) belongs to no supported backbone family ({families})"
     )
+
+
+class PatchEmbedSeams:
+    """The pixel-space seams of a family whose timm model starts with a ``patch_embed`` (ViT, Swin)."""
+
+    module: nn.Module
+
+    def input_projection(self) -> nn.Module:
+        return self.module.patch_embed.proj
+
+    def set_input_projection(self, module: nn.Module) -> None:
+        self.module.patch_embed.proj = module
+
+    def input_size(self) -> tuple[int, int] | None:
+        size = self.module.patch_embed.img_size
+        return None if size is None else (int(size[0]), int(size[1]))

@@ -24,7 +24,7 @@ from timm.models.swin_transformer import SwinTransformer, window_partition, wind
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .interface import Backbone, BackboneInfo, BlockHook, MaskFn, Stage, TokenLayout, register_family
+from .interface import Backbone, BackboneInfo, BlockHook, MaskFn, PatchEmbedSeams, Stage, TokenLayout, register_family
 from .vit import pool_tokens
 
 
@@ -112,7 +112,7 @@ def merge_patches(merging: nn.Module, grid: tuple[int, int], x: torch.Tensor) ->
 
 
 @register_family
-class TimmSwin(Backbone):
+class TimmSwin(PatchEmbedSeams, Backbone):
     """Stages of windowed blocks over ``[prompts +] h * w`` tokens, patch merging between stages, no CLS."""
 
     family = "swin"
@@ -211,13 +211,3 @@ class TimmSwin(Backbone):
 
     def final_norms(self) -> list[nn.Module]:
         return [self.module.norm]
-
-    def input_projection(self) -> nn.Module:
-        return self.module.patch_embed.proj
-
-    def set_input_projection(self, module: nn.Module) -> None:
-        self.module.patch_embed.proj = module
-
-    def input_size(self) -> tuple[int, int] | None:
-        size = self.module.patch_embed.img_size
-        return None if size is None else (int(size[0]), int(size[1]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .interface import Backbone, BackboneInfo, Stage, TokenLayout, register_family
+from .interface import Backbone, BackboneInfo, PatchEmbedSeams, Stage, TokenLayout, register_family
 from .mae import is_mae
 
 # The attributes of timm's VisionTransformer this family composes its forward pass from.
@@ -33,7 +33,7 @@ def pool_tokens(x: torch.Tensor, output: str, num_prefix: int, num_prompts: int)
 
 
 @register_family
-class TimmViT(Backbone):
+class TimmViT(PatchEmbedSeams, Backbone):
     """One stage of ``depth`` pre-norm blocks over ``prefix + patches`` tokens of width D."""
 
     family = "vit"
@@ -109,13 +109,3 @@ class TimmViT(Backbone):
     def project_patches(self, pixels: torch.Tensor) -> torch.Tensor:
         pe = self.module.patch_embed
         return pe.norm(pe.proj(pixels).flatten(1))  # (p, D, 1, 1) -> (p, D)
-
-    def input_projection(self) -> nn.Module:
-        return self.module.patch_embed.proj
-
-    def set_input_projection(self, module: nn.Module) -> None:
-        self.module.patch_embed.proj = module
-
-    def input_size(self) -> tuple[int, int] | None:
-        size = self.module.patch_embed.img_size
-        return None if size is None else (int(size[0]), int(size[1]))
