@@ -65,9 +65,11 @@ def evaluate_task(
     device: str = "auto",
     skip_bad_images: bool = False,
     progress: bool = True,
+    mode: str = "slide",
     **backbone: Any,
 ) -> dict[str, Any]:
-    """Accuracy of a saved task on one split of a data source (class names must match the task's)."""
+    """Accuracy of a saved task on one split of a data source (class names must match the task's);
+    a segmentation task: mIoU, pixel accuracy and per-class IoU (``mode``: slide or multiscale)."""
     predictor = Predictor.from_dir(path, device=device, **backbone)
     data = load_data(spec)
     if data.classes != predictor.task.classes:
@@ -75,6 +77,11 @@ def evaluate_task(
             f"data '{spec}' has classes {data.classes[:6]}... but task '{path}' was trained on "
             f"{predictor.task.classes[:6]}...; evaluate on data with the same classes"
         )
+    if predictor.task.task_type == "segmentation":
+        from .seg.predict import evaluate_seg_task
+
+        out = evaluate_seg_task(predictor, data, split, mode=mode, skip_bad_images=skip_bad_images, progress=progress)
+        return {"task": str(path), "data": spec, "split": split, **out}
     ds = ImageDataset(data.split(split), predictor.transform, skip_bad_images)
     autocast, _ = autocast_factory(predictor.device, "auto")
     loader = make_loader(ds, batch_size, shuffle=False)
