@@ -132,3 +132,20 @@ def test_serve_returns_png_masks_next_to_a_classification_task(seg_task, segfold
         assert both[1]["predictions"][0]["label"] in {"cat", "dog", "fox"}
         wrong = client.post("/v1/segment", files={"file": ("a.png", png)}, data={"task": "pets"})
         assert wrong.status_code == 422 and "not a segmentation task" in wrong.json()["detail"]
+
+
+def test_report_writes_table_and_mask_picture(seg_task, tmp_path):
+    import shutil
+
+    from vptune.seg.report import baseline
+    from vptune.seg.report import main as report
+
+    shutil.copytree(seg_task, tmp_path / "runs" / "vpt-deep")
+    report(str(tmp_path / "runs"), str(tmp_path / "out"), n_images=2)
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| all background |" in table and "| vpt-deep |" in table
+    picture = Image.open(tmp_path / "out" / "masks.png")
+    assert picture.size == (3 * (3 * 48 + 2 * 2), 3 * (2 * 48 + 2))  # image, truth, one method; 2 rows; x3
+    masks = np.zeros((2, 4, 4), np.uint8)
+    masks[0, :2] = 3  # 8 of 32 pixels are class 3: background IoU 24/32, class 3 IoU 0
+    assert baseline(masks)["miou"] == pytest.approx((24 / 32) / 2)
