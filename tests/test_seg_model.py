@@ -60,6 +60,8 @@ def test_decoder_parameters_for_vit_large_at_512():
         {"name": "full"},
         {"name": "lora", "rank": 2},
         {"name": "adapter", "reduction": 16},
+        {"name": "partial", "k": 1},
+        {"name": "vpt-prefix", "prompt_length": 3},
     ],
     ids=lambda m: m["name"],
 )
@@ -71,7 +73,8 @@ def test_methods_train_a_segmentation_head(method):
     loss.backward()
     trained = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
     assert any(n.startswith("head.decode.") for n in trained)
-    assert all(not n.startswith("backbone.") for n in trained) or method["name"] in {"bias", "full", "lora", "adapter"}
+    backbone_methods = {"bias", "full", "lora", "adapter", "partial"}
+    assert all(not n.startswith("backbone.") for n in trained) or method["name"] in backbone_methods
 
 
 @pytest.mark.parametrize(
@@ -158,3 +161,10 @@ def test_mixed_batch_of_classification_and_segmentation_equals_each_alone(tmp_pa
             torch.testing.assert_close(torch.stack([out[i] for i in rows]), want, atol=1e-4, rtol=1e-4)
     preds = bank.predict(batch[:2], ["segdeep", "clsdeep"], top_k=2)
     assert preds[0].shape == (32, 32) and len(preds[1]) == 2
+
+
+def test_non_vit_backbones_are_refused():
+    from vptune.model import build_model
+
+    with pytest.raises(ConfigError, match="needs a ViT backbone"):
+        build_model("vptune_micro_swin", {"name": "linear"}, 3, pretrained=False, task="segmentation")
