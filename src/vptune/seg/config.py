@@ -19,21 +19,23 @@ class SegConfig(BaseModel):
 
     channels: int = Field(256, ge=1, le=4096, description="decoder width (SETR-PUP: 256)")
     num_convs: int = Field(4, ge=1, le=8, description="conv3x3+norm+ReLU stages of the decoder (SETR-PUP: 4)")
-    aux_layers: list[int] = Field(
-        default_factory=list,
+    aux_layers: tuple[int, ...] = Field(
+        (),
         description="0-based blocks whose output feeds an auxiliary PUP head (2 stages) during training "
         "(SETR-PUP on ViT-L/16: [9, 14, 19]); empty: none",
     )
     aux_weight: float = Field(0.4, ge=0.0, description="weight of each auxiliary head's cross-entropy")
     scale_range: tuple[float, float] = Field(
-        (0.5, 2.0), description="random resize range of the training images (x the crop size), SETR: 0.5-2.0"
+        (0.5, 2.0),
+        description="random resize of the training images: short side = r x the evaluation size (the data's "
+        "base size, else the crop), r uniform in this range (SETR: 0.5-2.0)",
     )
     photometric: bool = Field(True, description="random brightness / contrast / saturation / hue on train images")
     eval_mode: Literal["slide", "multiscale"] = Field(
         "slide", description="slide: single scale, sliding window at the crop size; multiscale: + scales and flip"
     )
-    eval_scales: list[float] = Field(
-        default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
+    eval_scales: tuple[float, ...] = Field(
+        (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
         min_length=1,
         description="image scales of the multi-scale evaluation (the paper's 0.5-1.75)",
     )
