@@ -149,3 +149,11 @@ def test_report_writes_table_and_mask_picture(seg_task, tmp_path):
     masks = np.zeros((2, 4, 4), np.uint8)
     masks[0, :2] = 3  # 8 of 32 pixels are class 3: background IoU 24/32, class 3 IoU 0
     assert baseline(masks)["miou"] == pytest.approx((24 / 32) / 2)
+
+
+def test_export_refuses_segmentation_tasks(seg_task, tmp_path):
+    from vptune.export import export_task
+    from vptune.export.base import ExportError
+
+    with pytest.raises(ExportError, match="segmentation task"):
+        export_task(seg_task, out=tmp_path / "m.onnx")
