@@ -157,3 +157,16 @@ def test_export_refuses_segmentation_tasks(seg_task, tmp_path):
 
     with pytest.raises(ExportError, match="segmentation task"):
         export_task(seg_task, out=tmp_path / "m.onnx")
+
+
+def test_predictor_segments_images_at_their_own_size(seg_task, segfolder):
+    from vptune.errors import DataError
+    from vptune.predict import Predictor
+
+    predictor = Predictor.from_dir(seg_task, device="cpu")
+    image = Image.open(segfolder / "images" / "test" / "s1.png").resize((60, 40))
+    for mode in ("slide", "multiscale"):
+        labels = predictor.segment(image, mode)
+        assert labels.shape == (40, 60) and labels.max() < len(CLASSES)
+    with pytest.raises(DataError, match="segment"):
+        predictor.predict([image])

@@ -44,8 +44,18 @@ class Predictor:
         batch = torch.stack([self.transform(im.convert("RGB")) for im in pil]).to(self.device)
         return self.model(batch).float()
 
+    def segment(self, image: Any, mode: str = "slide") -> np.ndarray:
+        """A segmentation task's (H, W) label map of one image at its own size (``mode``: slide or multiscale)."""
+        from .seg.predict import predict_label_map
+
+        if self.task.task_type != "segmentation":
+            raise DataError(f"task '{self.task.path}' is a classification task; use predict()")
+        return predict_label_map(self, image, mode)
+
     def predict(self, images: Sequence[Any], top_k: int = 5) -> list[list[dict[str, Any]]]:
         """Per image, the ``top_k`` classes as ``{"label", "index", "score"}`` (softmax probability)."""
+        if self.task.task_type == "segmentation":
+            raise DataError(f"task '{self.task.path}' is a segmentation task; use segment() for label maps")
         probs = self.logits(images).softmax(dim=1)
         k = min(top_k, probs.shape[1])
         scores, idx = probs.topk(k, dim=1)
