@@ -26,7 +26,7 @@ class Bias(Method):
 
     name = "bias"
     summary = "Bias (BitFit): all backbone bias terms + head"
-    default_optim = {"optimizer": "adamw", "lr": 4e-3, "weight_decay": 0.05}  # docs/default-optim.md
+    default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md (measured)
     config_cls = BiasConfig
 
     def attach(self, backbone: Backbone) -> None:

@@ -103,7 +103,7 @@ class Lora(Method):
     name = "lora"
     families = ("vit",)  # wraps modules inside ViT blocks
     summary = "LoRA: low-rank updates on the blocks' Linear layers"
-    default_optim = {"optimizer": "adamw", "lr": 4e-3, "weight_decay": 0.05}  # docs/default-optim.md
+    default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md (measured)
     config_cls = LoraConfig
     config: LoraConfig
 
