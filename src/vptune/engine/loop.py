@@ -11,6 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .distributed import SINGLE, DistContext, all_reduce_sum, no_sync
+from .train_options import MixBatch, clip_gradients, soft_target_loss
 
 
 def train_epoch(
@@ -30,6 +31,8 @@ def train_epoch(
     desc: str,
     ctx: DistContext = SINGLE,
     empty: torch.Tensor | None = None,
+    mixup: MixBatch | None = None,
+    clip_grad: float | None = None,
 ) -> tuple[dict[str, float], int]:
     """One pass over ``loader`` with gradient accumulation; returns (metrics summed over ranks, global step).
 
@@ -39,6 +42,10 @@ def train_epoch(
     Under torchrun every rank runs every micro-batch (an empty share runs ``empty``, a zero-image input) and
     its summed loss is weighted by world size / global batch count, so DDP's gradient average equals the
     one-process gradient of the global batch mean.
+
+    ``mixup`` (:func:`~vptune.engine.train_options.build_mixup`) mixes each micro-batch and the loss becomes
+    timm's soft-target cross-entropy (train top-1 is read against the unmixed labels); ``clip_grad`` clips the
+    global L2 norm of the gradients before each optimiser step.
     """
     model.train()
     accum, smoothing = grad_accum, label_smoothing
@@ -55,10 +62,16 @@ def train_epoch(
                 images = empty
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             weight = ctx.world_size / max(all_reduce_sum([labels.numel()], ctx, device)[0], 1) if ctx.enabled else 0
+            targets = None
+            if mixup is not None and labels.numel():
+                images, targets = mixup(images, labels)  # (B, C, H, W) mixed, (B, num_classes) soft targets
             with no_sync(model, not boundary):  # DDP: all-reduce gradients on the last micro-batch only
                 with autocast():
                     logits = model(images)
-                    if ctx.enabled:
+                    if targets is not None:
+                        total = soft_target_loss(logits.float(), targets, "sum" if ctx.enabled else "mean")
+                        loss = total * weight if ctx.enabled else total
+                    elif ctx.enabled:
                         total = nn.functional.cross_entropy(
                             logits.float(), labels, reduction="sum", label_smoothing=smoothing
                         )
@@ -71,6 +84,10 @@ def train_epoch(
             seen += labels.numel()
         if boundary:
             if step < total_steps:
+                if clip_grad is not None:
+                    if scaler:
+                        scaler.unscale_(optimizer)
+                    clip_gradients([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
                 if scaler:
                     scaler.step(optimizer)
                     scaler.update()
