@@ -136,3 +136,23 @@ def test_keep_best_needs_a_validation_split(image_folder, tmp_path):
     cfg = run_config(image_folder, tmp_path / "run", **{"train.keep_best": True, "data.val_split": None})
     with pytest.raises(ConfigError, match="need a validation split"):
         fit(cfg)
+
+
+def test_best_weights_survive_a_resume(image_folder, tmp_path):
+    flags = {"train.epochs": 4, "train.keep_best": True, "optim.lr": 0.5}
+    whole = fit(run_config(image_folder, tmp_path / "whole", **flags))
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, record):
+        if epoch == 2:  # after the third epoch's checkpoint
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(run_config(image_folder, tmp_path / "resumed", **flags), on_epoch_end=kill)
+    resumed = fit(run_config(image_folder, tmp_path / "resumed", **flags))
+    assert resumed.metrics["best_epoch"] == whole.metrics["best_epoch"]
+    assert resumed.metrics["test_top1"] == whole.metrics["test_top1"]
+    for name, tensor in whole.model.trainable_state_dict().items():
+        assert torch.equal(resumed.model.trainable_state_dict()[name], tensor), name
