@@ -181,7 +181,7 @@ def test_grid_png_for_a_task_and_the_cli(tmp_path, capsys):
     with Image.open(png) as im:
         width, height = im.size
     # 4 columns (input, 2 layers, rollout) x 3 rows (frozen [CLS], task [CLS], task prompts) at 120 dpi
-    assert (width, height) == (round(120 * 1.9 * 4), round(120 * (2.05 * 3 + 0.4)))
+    assert (width, height) == (round(120 * 1.9 * 4), round(120 * (2.3 * 3 + 0.4)))
     assert main(["visualize", str(task), "--attention", str(image), "--layers", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["files"] == [str(task / "attention_seven.png")] and (task / "attention_seven.png").is_file()

@@ -2,8 +2,9 @@
 
 Rows: the frozen backbone's [CLS] attention, the task model's [CLS] attention and, for methods whose prompts
 are tokens, the prompts' mean attention; columns: the input image, the chosen layers, and attention rollout
-(:func:`vptune.viz.attention.rollout`). Each map is the head-averaged attention to the patches, normalised to
-its own maximum and drawn over the image; the titles give the share of [CLS] attention that went to prompts.
+(:func:`vptune.viz.attention.rollout`). Each map is the head-averaged attention to the patch grid, one cell
+per patch, scaled from its own minimum (dark) to its maximum (bright); each title gives the peak over the
+mean (1.0 would be uniform) and, for the task, the share of [CLS] attention that went to prompts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..engine.io import atomic_write
 from ..errors import ConfigError
@@ -121,22 +121,22 @@ def draw_grid(
 
     rows = _rows(frozen, task, layers)
     ncols = len(layers) + 2
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols, 2.05 * len(rows) + 0.4), squeeze=False)
-    h, w = image.shape[:2]
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols, 2.3 * len(rows) + 0.4), squeeze=False)
     for r, (name, cols) in enumerate(rows):
-        axes[r][0].imshow(image)
+        axes[r][0].imshow(image, interpolation="nearest")
         axes[r][0].set_ylabel(name, fontsize=8)
         axes[r][0].set_title("input" if r == 0 else "", fontsize=7)
         for c, (col_title, amap) in enumerate(cols, start=1):
             ax = axes[r][c]
-            ax.set_title(col_title, fontsize=7)
             if amap is None:
+                ax.set_title(col_title, fontsize=7)
                 ax.axis("off")
                 continue
-            m = torch.nn.functional.interpolate(amap[None, None].float(), size=(h, w), mode="nearest")[0, 0]
-            m = (m / m.max().clamp_min(1e-12)).numpy()
-            ax.imshow(image)
-            ax.imshow(m, cmap="inferno", alpha=0.6, vmin=0.0, vmax=1.0)
+            m = amap.float()
+            peak = float(m.max() / m.mean().clamp_min(1e-12))  # 1.0: uniform over the patches
+            ax.set_title(f"{col_title}\npeak {peak:.1f}x mean", fontsize=7)
+            span = (m.max() - m.min()).clamp_min(1e-12)
+            ax.imshow(((m - m.min()) / span).numpy(), cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest")
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
