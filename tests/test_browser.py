@@ -129,6 +129,7 @@ def test_page_predicts_an_uploaded_image(browser, artifacts, image_file):
     with LoopbackServer(create_app(bank, max_wait_ms=1)) as url:
         browser.get(url + "/")
         rows = wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tasks tbody tr"))
+        assert not browser.find_element(By.ID, "key-box").is_displayed()  # no key on this server
         cells = [[c.text for c in r.find_elements(By.TAG_NAME, "td")] for r in rows]
         assert [(c[0], c[1], c[2], c[3]) for c in cells] == [
             ("deep", "vpt-deep", "3", "2"),
