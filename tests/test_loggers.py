@@ -101,3 +101,45 @@ def test_disabled_logger_writes_nothing(tmp_path):
     log.log_params({"a": 1})
     log.close()
     assert not (tmp_path / "x").exists()
+
+
+def test_bench_runs_log_per_run(tmp_path):
+    from vptune.bench.plan import run_config as bench_run_config
+    from vptune.bench.plan import selection_runs
+    from vptune.bench.suite import load_suite, resolve_task
+
+    suite = load_suite("offline-quick", ["overrides.train.logger=tensorboard"])
+    task = resolve_task(suite, suite.tasks[0])
+    method = suite.methods[0]
+    runs = selection_runs(suite, task, method)[:2]
+    configs = [bench_run_config(suite, task, method, r, tmp_path, False) for r in runs]
+    assert [c.train.logger for c in configs] == ["tensorboard", "tensorboard"]
+    assert configs[0].train.device == "cpu"  # the suite's own overrides stay
+    assert len({c.out for c in configs}) == 2  # each run's folder gets its own event file
+
+
+def test_tensorboard_resume_replaces_epochs_logged_after_the_checkpoint(image_folder, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import vptune.engine.trainer as trainer
+
+    out = tmp_path / "run"
+    flags = {"train.epochs": 3, "train.logger": "tensorboard"}
+    real_save = trainer.save_checkpoint
+
+    def crash_on_third(folder, state):
+        if state["epoch"] == 2:  # epoch 3 is logged, then the process dies before its checkpoint
+            raise KeyboardInterrupt
+        real_save(folder, state)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        fit(run_config(image_folder, out, **flags))
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    result = fit(run_config(image_folder, out, **flags))
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    loss = [(e.step, e.value) for e in acc.Scalars("train/loss")]
+    assert [s for s, _ in loss] == [1, 2, 3]  # epoch 3 once: the resumed run's
+    assert loss[-1][1] == pytest.approx(result.history[-1]["train"]["loss"], rel=1e-6)
