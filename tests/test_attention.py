@@ -203,3 +203,12 @@ def test_visualize_needs_data_or_attention(tmp_path, capsys):
     task = save_tiny_task(tmp_path / "task", {"name": "linear"}, 3, seed=0)
     code = main(["visualize", str(task)])
     assert code != 0 and "--data SPEC" in capsys.readouterr().err
+
+
+def test_families_without_one_token_sequence_are_refused():
+    from vptune.model import build_model
+
+    torch.manual_seed(0)
+    swin = build_model("vptune_micro_swin", {"name": "linear"}, 3, pretrained=False)
+    with pytest.raises(ConfigError, match="need a plain ViT-family backbone"):
+        capture_attention(swin, torch.randn(1, 3, 32, 32))
