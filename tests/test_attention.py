@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,6 +194,11 @@ def test_grid_png_for_a_task_and_the_cli(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["files"] == [str(task / "attention_seven.png")] and (task / "attention_seven.png").is_file()
     assert out["predictions"][0] in ["c0", "c1", "c2"]
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / "seven.png"
+    Image.open(image).save(twin)
+    res = attention_grids(task, [image, twin], layers="0", out=tmp_path / "twins", device="cpu")
+    assert [Path(f).name for f in res["files"]] == ["attention_seven.png", "attention_seven_2.png"]
 
 
 def test_visualize_needs_data_or_attention(tmp_path, capsys):

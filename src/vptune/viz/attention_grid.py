@@ -83,6 +83,8 @@ def attention_grids(
         label = task.classes[int(logits[0].argmax())]
         predictions.append(label)
         target = out_dir / f"attention_{Path(path).stem}.png"
+        if str(target) in files:  # two images of the same name from different folders: keep both grids
+            target = out_dir / f"attention_{Path(path).stem}_{len(files) + 1}.png"
         title = f"{task.method['name']} task {Path(task_dir).name}: {Path(path).name} -> predicted '{label}'"
         draw_grid(target, shown, frozen_maps, task_maps, chosen, title)
         files.append(str(target))
