@@ -31,6 +31,7 @@ def train_epoch(
     desc: str,
     ctx: DistContext = SINGLE,
     empty: torch.Tensor | None = None,
+    loss_fn: Callable[[Any, torch.Tensor, str], torch.Tensor] | None = None,
     mixup: MixBatch | None = None,
     clip_grad: float | None = None,
 ) -> tuple[dict[str, float], int]:
@@ -43,13 +44,16 @@ def train_epoch(
     its summed loss is weighted by world size / global batch count, so DDP's gradient average equals the
     one-process gradient of the global batch mean.
 
+    ``loss_fn(output, labels, reduction)`` replaces the cross-entropy (segmentation: pixel cross-entropy plus
+    auxiliary heads, :func:`vptune.seg.model.seg_loss`); labels equal to -100 never count.
+
     ``mixup`` (:func:`~vptune.engine.train_options.build_mixup`) mixes each micro-batch and the loss becomes
     timm's soft-target cross-entropy (train top-1 is read against the unmixed labels); ``clip_grad`` clips the
     global L2 norm of the gradients before each optimiser step.
     """
     model.train()
     accum, smoothing = grad_accum, label_smoothing
-    loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
+    loss_sum, correct, seen, skipped, n_images = 0.0, 0, 0, 0, 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, leave=False, disable=(not (progress and ctx.is_main)) or None)
     optimizer.zero_grad(set_to_none=True)
@@ -61,27 +65,37 @@ def train_epoch(
             if ctx.enabled and not labels.numel() and empty is not None:
                 images = empty
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            weight = ctx.world_size / max(all_reduce_sum([labels.numel()], ctx, device)[0], 1) if ctx.enabled else 0
+            valid = labels != -100  # segmentation: ignored pixels
+            count = int(valid.sum())
+            weight = ctx.world_size / max(all_reduce_sum([count], ctx, device)[0], 1) if ctx.enabled else 0
             targets = None
             if mixup is not None and labels.numel():
                 images, targets = mixup(images, labels)  # (B, C, H, W) mixed, (B, num_classes) soft targets
             with no_sync(model, not boundary):  # DDP: all-reduce gradients on the last micro-batch only
                 with autocast():
-                    logits = model(images)
+                    output = model(images)
+                    logits = output[0] if isinstance(output, tuple) else output  # (main, auxiliary outputs)
                     if targets is not None:
                         total = soft_target_loss(logits.float(), targets, "sum" if ctx.enabled else "mean")
                         loss = total * weight if ctx.enabled else total
                     elif ctx.enabled:
-                        total = nn.functional.cross_entropy(
-                            logits.float(), labels, reduction="sum", label_smoothing=smoothing
+                        total = (
+                            loss_fn(output, labels, "sum")
+                            if loss_fn
+                            else nn.functional.cross_entropy(
+                                logits.float(), labels, reduction="sum", label_smoothing=smoothing
+                            )
                         )
                         loss = total * weight
+                    elif loss_fn:
+                        loss = loss_fn(output, labels, "mean")
                     else:
                         loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
                 (scaler.scale(loss / accum) if scaler else loss / accum).backward()
-            loss_sum += total.item() if ctx.enabled else loss.item() * labels.numel()
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += labels.numel()
+            loss_sum += total.item() if ctx.enabled else loss.item() * count
+            correct += ((logits.argmax(1) == labels) & valid).sum().item()
+            seen += count
+            n_images += labels.shape[0]
         if boundary:
             if step < total_steps:
                 if clip_grad is not None:
@@ -100,17 +114,19 @@ def train_epoch(
         bar.set_postfix(
             loss=f"{loss_sum / max(seen, 1):.3f}",
             acc=f"{correct / max(seen, 1):.3f}",
-            img_s=f"{seen / max(elapsed, 1e-9):.0f}",
+            img_s=f"{n_images / max(elapsed, 1e-9):.0f}",
         )
     elapsed = time.perf_counter() - start
-    loss_sum, correct, seen, skipped = all_reduce_sum([loss_sum, correct, seen, skipped], ctx, device)
+    loss_sum, correct, seen, skipped, n_images = all_reduce_sum(
+        [loss_sum, correct, seen, skipped, n_images], ctx, device
+    )
     metrics = {
         "loss": loss_sum / max(seen, 1),
         "top1": correct / max(seen, 1),
         "n": int(seen),
         "skipped": int(skipped),
         "seconds": elapsed,
-        "images_per_s": seen / max(elapsed, 1e-9),
+        "images_per_s": n_images / max(elapsed, 1e-9),
         "lr": scheduler.get_last_lr()[0],
     }
     return metrics, step

@@ -21,6 +21,7 @@ from ..data import ImageDataset, TaskData, build_transform, load_data, make_load
 from ..data.sources import subsample
 from ..errors import ConfigError
 from ..model import AdaptedModel, build_model
+from ..seg import engine as seg_engine
 from .cache import CachedTail, cache_start, cached_features
 from .checkpoint import config_fingerprint
 from .compile import maybe_compile
@@ -76,6 +77,8 @@ def prepare(cfg: RunConfig, data: TaskData | None = None) -> tuple[AdaptedModel,
         pretrained=cfg.model.pretrained,
         weights=cfg.model.weights,
         img_size=cfg.model.img_size,
+        task=seg_engine.resolve_task(cfg, data),
+        decoder=cfg.seg.decoder_meta(),
     )
     pre = preprocessing_config(model.backbone, cfg.data.normalize, cfg.data.augment, cfg.data.interpolation)
     return model, data, pre
@@ -130,8 +133,18 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     model.to(device).set_grad_checkpointing(cfg.train.grad_checkpointing)
     batch, skip = per_rank_batch(cfg.train.batch_size, ctx), cfg.data.skip_bad_images
     train_samples = subsample(data.split(cfg.data.train_split), cfg.data.train_fraction, cfg.train.seed)
+    seg = model.task == "segmentation"  # vptune.seg: joint image + mask transforms, mIoU evaluation
+    if seg and (cfg.data.augment == "timm" or cfg.data.mixup or cfg.data.cutmix):
+        raise ConfigError(
+            "data.augment=timm, data.mixup and data.cutmix act on classification images only; a segmentation run "
+            "augments images and masks together (seg.* keys): turn them off"
+        )
     augment = {"auto_augment": cfg.data.auto_augment, "reprob": cfg.data.reprob}
-    train_ds = ImageDataset(train_samples, build_transform(pre, train=True, **augment), skip)
+    train_ds = (
+        seg_engine.train_dataset(cfg, data, pre, train_samples, skip)
+        if seg
+        else ImageDataset(train_samples, build_transform(pre, train=True, **augment), skip)
+    )
     eval_tf = build_transform(pre, train=False)
     summary = describe_run(model, data, cfg, len(train_ds))
     say(
@@ -143,7 +156,7 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     )
     fingerprint = config_fingerprint(cfg.to_dict())
     state = load_checkpoint_everywhere(out, fingerprint, ctx)
-    if state is None:  # data-dependent init (class prototypes, ...) on a fresh run
+    if state is None and not seg:  # data-dependent init (class prototypes, ...) on a fresh run
         init_ds = ImageDataset(train_samples, eval_tf, skip)
         model.method.initialize(model, make_loader(init_ds, cfg.train.batch_size, shuffle=False), device)
 
@@ -151,7 +164,7 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     cache_args = {"pre": pre, "device": device, "batch_size": batch, "autocast": autocast, "verbose": ctx.is_main}
     cache_args.update(max_gb=cfg.train.feature_cache_max_gb, num_workers=workers)
     mixup = build_mixup(cfg.data, data.num_classes, cfg.optim.label_smoothing)
-    cacheable = cfg.train.feature_cache and pre["augment"] == "none" and mixup is None  # mixing acts on images
+    cacheable = cfg.train.feature_cache and pre["augment"] == "none" and mixup is None and not seg  # mixing: images
     start = cache_start(model) if cacheable else None
     train_set = cached_features(model, train_ds, start, **cache_args) if start else None
     start = start if train_set is not None else None
@@ -171,8 +184,12 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
         )
     test_split = cfg.data.test_split if cfg.data.test_split in data.splits else None
 
+    seg_evaluate = seg_engine.split_evaluator(cfg, data, pre, model, device, autocast) if seg else None
+
     def evaluate_split(split: str, desc: str) -> dict[str, Any]:
         """Evaluate on ``split`` (cached features for train/val when caching; the test split runs images)."""
+        if seg_evaluate is not None:  # every rank scores the whole split (no collective needed)
+            return seg_evaluate(split, desc)
         ds = ImageDataset(data.split(split), eval_tf, skip)
         feats = cached_features(model, ds, start, **cache_args) if start and split != test_split else None
         loader = make_loader(shard(ds if feats is None else feats, ctx), batch, shuffle=False, num_workers=workers)

@@ -13,6 +13,8 @@ from ..config import RunConfig
 from ..data import TaskData
 from ..errors import VptuneError
 from ..model import AdaptedModel
+from ..seg import engine as seg_engine
+from ..seg.model import seg_loss
 from .checkpoint import CHECKPOINT_FILE, save_checkpoint
 from .device import flush_denormals
 from .distributed import barrier, order_epoch
@@ -104,6 +106,7 @@ def train(run: Run, on_epoch_end: EpochHook | None = None) -> None:
             desc=f"epoch {epoch + 1}/{run.epochs}",
             ctx=run.ctx,
             empty=run.empty,
+            loss_fn=seg_loss_fn(run),
             mixup=run.mixup,
             clip_grad=tcfg.clip_grad,
         )
@@ -113,9 +116,10 @@ def train(run: Run, on_epoch_end: EpochHook | None = None) -> None:
             record["val"] = run.evaluate_split(run.val_split, "val")
         run.history.append(record)
         if "val" in record and run.best is not None:  # train.keep_best / train.early_stop (not the paper's)
-            run.best.update(epoch + 1, record["val"]["top1"], run.model.trainable_state_dict)
+            run.best.update(epoch + 1, record["val"][headline(run)], run.model.trainable_state_dict)
         run.logger.log(**record)
-        val_txt = f", val top1 {record['val']['top1']:.4f}" if "val" in record else ""
+        key = headline(run)
+        val_txt = f", val {key} {record['val'][key]:.4f}" if "val" in record else ""
         run.say(
             f"epoch {epoch + 1}/{run.epochs}: loss {train_metrics['loss']:.4f}, train top1 "
             f"{train_metrics['top1']:.4f}{val_txt}, {train_metrics['images_per_s']:.0f} img/s"
@@ -125,8 +129,24 @@ def train(run: Run, on_epoch_end: EpochHook | None = None) -> None:
         if on_epoch_end:
             on_epoch_end(epoch, record)
         if run.best is not None and run.best.should_stop:
-            run.say(f"vptune: early stop after epoch {epoch + 1}: no better val top1 than epoch {run.best.best_epoch}")
+            run.say(
+                f"vptune: early stop after epoch {epoch + 1}: no better val {headline(run)} than epoch "
+                f"{run.best.best_epoch}"
+            )
             break
+
+
+def headline(run: Run) -> str:
+    """The metric a run reports per epoch: ``miou`` for segmentation, else ``top1``."""
+    return "miou" if run.model.task == "segmentation" else "top1"
+
+
+def seg_loss_fn(run: Run) -> Callable[[Any, torch.Tensor, str], torch.Tensor] | None:
+    """Pixel cross-entropy with the auxiliary heads' (segmentation); None: the classification loss."""
+    if run.model.task != "segmentation":
+        return None
+    weight = run.cfg.seg.aux_weight
+    return lambda output, labels, reduction: seg_loss(output, labels, weight, reduction)
 
 
 def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
@@ -151,12 +171,19 @@ def finish(run: Run) -> TrainResult:
 
     cfg, history = run.cfg, run.history
     metrics: dict[str, Any] = {"epochs": run.epochs, "steps": run.step}
+    key = headline(run)
     if history and "val" in history[-1]:
-        metrics["val_top1"] = history[-1]["val"]["top1"]
+        metrics[f"val_{key}"] = history[-1]["val"][key]
     if run.best is not None and run.best.state:  # the best validation epoch's weights become the task
         run.model.load_state_dict(run.best.state, strict=False)
-        metrics.update(val_top1=run.best.best_top1, best_epoch=run.best.best_epoch, epochs_run=len(history))
-    if run.test_split:
+        metrics.update({f"val_{key}": run.best.best_top1, "best_epoch": run.best.best_epoch})
+        metrics["epochs_run"] = len(history)
+    if run.test_split and key == "miou":  # segmentation: mIoU, pixel accuracy, per-class IoU
+        test = run.evaluate_split(run.test_split, "test")
+        metrics.update({f"test_{k}": test[k] for k in ("miou", "pixel_acc", "per_class_iou", "mode")})
+        metrics["test_n"] = test["n"]
+        run.logger.log(split="test", **test)
+    elif run.test_split:
         test = run.evaluate_split(run.test_split, "test")
         metrics.update({"test_top1": test["top1"], "test_loss": test["loss"], "test_n": test["n"]})
         if "top5" in test:
@@ -175,6 +202,7 @@ def finish(run: Run) -> TrainResult:
             backbone_source=source,
             metrics=metrics,
             train_config=cfg.to_dict(),
+            task_info=seg_engine.task_meta(cfg, run.data) if key == "miou" else None,
         )
         (run.out / CHECKPOINT_FILE).unlink(missing_ok=True)
     barrier(run.ctx)
