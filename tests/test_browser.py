@@ -24,6 +24,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from test_multitask import build_artifacts, make_images, reference  # noqa: E402
+from test_seg_engine import seg_task, segfolder  # noqa: E402, F401  (fixtures: a trained segmentation task)
 
 from vptune.serve.app import create_app  # noqa: E402
 from vptune.serve.page import STATIC_FILES, read_static  # noqa: E402
@@ -181,3 +182,40 @@ def test_page_and_assets_headers(artifacts):
         assert client.get("/static/../task.json").status_code == 404
         assert client.get("/static/index.html").status_code == 404
         assert client.get("/v1/tasks").status_code == 401
+
+
+def test_page_draws_a_segmentation_mask(browser, seg_task, segfolder):  # noqa: F811  (fixtures)
+    import base64
+    import io
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    image = segfolder / "images" / "test" / "s0.png"
+    bank = MultiTaskModel.from_dirs({"shapes": seg_task})
+    with LoopbackServer(create_app(bank, max_wait_ms=1)) as url:
+        answer = httpx.post(
+            url + "/v1/predict", files={"file": ("s0.png", image.read_bytes())}, data={"task": "shapes"}
+        )
+        mask = np.array(Image.open(io.BytesIO(base64.b64decode(answer.json()["mask_png"]))))  # (H, W) class indices
+        classes = answer.json()["classes"]
+        ids, counts = np.unique(mask, return_counts=True)
+        ranked = sorted(zip(ids.tolist(), counts.tolist()), key=lambda t: (-t[1], t[0]))[:3]
+        browser.get(url + "/")
+        wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tasks tbody tr"))
+        method = browser.find_element(By.CSS_SELECTOR, "#tasks tbody tr td:nth-child(2)").text
+        assert method == "vpt-deep (segmentation)"
+        browser.find_element(By.ID, "top-k").clear()
+        browser.find_element(By.ID, "top-k").send_keys("3")
+        browser.find_element(By.ID, "files").send_keys(str(image))
+        canvas = wait(browser).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, "#results .card.seg canvas[data-pixels]"))
+        )
+        assert int(canvas.get_attribute("data-pixels")) == mask.size
+        labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results .card.seg .label")]
+        shares = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results .card.seg .score")]
+        assert labels == [classes[c] for c, _ in ranked]
+        assert shares == [f"{100 * n / mask.size:.1f}%" for _, n in ranked]
+        if os.environ.get("VPTUNE_SCREENSHOT_SEG"):
+            browser.save_screenshot(os.environ["VPTUNE_SCREENSHOT_SEG"])

@@ -58,7 +58,7 @@ async function loadTasks() {
     const row = document.createElement("tr");
     row.dataset.task = t.name;
     cell(row, t.name);
-    cell(row, t.method);
+    cell(row, t.task_type === "segmentation" ? t.method + " (segmentation)" : t.method);
     cell(row, String(t.num_classes), "num");
     cell(row, String(t.prompt_tokens), "num");
     cell(row, Number(t.params.trainable_params).toLocaleString("en-US"), "num");
@@ -84,27 +84,95 @@ function card(file, result) {
   name.className = "file";
   name.textContent = file.name + " — " + result.task;
   div.append(img, name);
-  result.predictions.forEach((p, i) => {
-    const row = document.createElement("div");
-    row.className = "bar-row" + (i === 0 ? " top" : "");
-    const text = document.createElement("div");
-    text.className = "text";
-    const label = document.createElement("span");
-    label.className = "label";
-    label.textContent = p.label;
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = (100 * p.score).toFixed(1) + "%";
-    text.append(label, score);
-    const track = document.createElement("div");
-    track.className = "track";
-    const fill = document.createElement("div");
-    fill.className = "fill";
-    fill.style.width = Math.max(0, Math.min(100, 100 * p.score)).toFixed(1) + "%";
-    track.appendChild(fill);
-    row.append(text, track);
-    div.appendChild(row);
+  result.predictions.forEach((p, i) => div.appendChild(barRow(p.label, p.score, i === 0, null)));
+  return div;
+}
+
+// Segmentation tasks answer with a label map (base64 PNG, one class index per pixel, at the model's input size):
+// drawn over the image in colour, with the classes present and their share of the pixels as bars.
+function classColour(index) {
+  const h = ((index * 137.508) % 360) / 360;
+  const f = (n) => {
+    const k = (n + h * 12) % 12;
+    return Math.round(255 * (0.5 - 0.35 * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [f(0), f(8), f(4)];
+}
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("could not draw an image"));
+    img.src = url;
   });
+}
+
+function barRow(label, share, top, colour) {
+  const row = document.createElement("div");
+  row.className = "bar-row" + (top ? " top" : "");
+  const text = document.createElement("div");
+  text.className = "text";
+  const name = document.createElement("span");
+  name.className = "label";
+  name.textContent = label;
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = (100 * share).toFixed(1) + "%";
+  text.append(name, score);
+  const track = document.createElement("div");
+  track.className = "track";
+  const fill = document.createElement("div");
+  fill.className = "fill";
+  fill.style.width = Math.max(0, Math.min(100, 100 * share)).toFixed(1) + "%";
+  if (colour) fill.style.background = "rgb(" + colour.join(",") + ")";
+  track.appendChild(fill);
+  row.append(text, track);
+  return row;
+}
+
+async function segCard(file, result) {
+  const div = document.createElement("div");
+  div.className = "card seg";
+  const [h, w] = result.size;
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const name = document.createElement("div");
+  name.className = "file";
+  name.textContent = file.name + " — " + result.task + " (mask over the image)";
+  div.append(canvas, name);
+  const bytes = Uint8Array.from(atob(result.mask_png), (c) => c.charCodeAt(0));
+  const maskUrl = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+  const photoUrl = URL.createObjectURL(file);
+  try {
+    const [photo, mask] = await Promise.all([loadImage(photoUrl), loadImage(maskUrl)]);
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(mask, 0, 0, w, h);
+    const labels = ctx.getImageData(0, 0, w, h).data; // grey PNG: R = G = B = class index
+    ctx.drawImage(photo, 0, 0, w, h);
+    const out = ctx.getImageData(0, 0, w, h);
+    const counts = new Map();
+    for (let i = 0; i < labels.length; i += 4) {
+      const c = labels[i];
+      counts.set(c, (counts.get(c) || 0) + 1);
+      const [r, g, b] = classColour(c);
+      out.data[i] = Math.round(0.45 * out.data[i] + 0.55 * r);
+      out.data[i + 1] = Math.round(0.45 * out.data[i + 1] + 0.55 * g);
+      out.data[i + 2] = Math.round(0.45 * out.data[i + 2] + 0.55 * b);
+    }
+    ctx.putImageData(out, 0, 0);
+    canvas.dataset.pixels = String(w * h);
+    const ranked = Array.from(counts.entries()).sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+    ranked.slice(0, Number($("top-k").value) || 3).forEach(([c, n], i) => {
+      const label = result.classes[c] !== undefined ? result.classes[c] : "class " + c;
+      div.appendChild(barRow(label, n / (w * h), i === 0, classColour(c)));
+    });
+  } finally {
+    URL.revokeObjectURL(maskUrl);
+    URL.revokeObjectURL(photoUrl);
+  }
   return div;
 }
 
@@ -131,7 +199,10 @@ async function predict(files) {
   const results = Array.isArray(body) ? body : [body];
   const box = $("results");
   box.replaceChildren();
-  results.forEach((r, i) => box.appendChild(card(images[i], r)));
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i];
+    box.appendChild(r.mask_png ? await segCard(images[i], r) : card(images[i], r));
+  }
   setStatus("Predicted " + results.length + " image(s) with '" + task + "'.", false);
 }
 
