@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config_keys import check_keys
 from .errors import ConfigError
@@ -53,9 +53,19 @@ class DataConfig(_Section):
     normalize: Literal["model", "imagenet"] = Field(
         "model", description="mean/std from the model's timm data config, or ImageNet's (the paper's setting)"
     )
-    augment: Literal["none", "flip-crop"] = Field(
-        "none", description="none: plain resize (VTAB); flip-crop: resize+random crop+flip (FGVC)"
+    augment: Literal["none", "flip-crop", "timm"] = Field(
+        "none",
+        description="none: plain resize (VTAB); flip-crop: resize+random crop+flip (FGVC); timm: "
+        "timm.data.create_transform's training pipeline (random resized crop, flip, data.auto_augment, "
+        "data.reprob); evaluation always resizes",
     )
+    auto_augment: str | None = Field(
+        None, description="with augment=timm: timm policy, e.g. rand-m9-mstd0.5-inc1 (RandAugment), augmix-m5, v0"
+    )
+    reprob: float = Field(0.0, ge=0.0, le=1.0, description="with augment=timm: random-erasing probability")
+    mixup: float = Field(0.0, ge=0.0, description="Mixup alpha (timm.data.Mixup; 0: off), soft-target cross-entropy")
+    cutmix: float = Field(0.0, ge=0.0, description="CutMix alpha (timm.data.Mixup; 0: off)")
+    mixup_prob: float = Field(1.0, ge=0.0, le=1.0, description="probability of mixing a batch when mixup/cutmix is on")
     interpolation: Literal["model", "bilinear", "bicubic"] = Field(
         "model", description="resize filter: the model's timm data config, or bilinear (VTAB's TF pipeline)"
     )
@@ -66,6 +76,12 @@ class DataConfig(_Section):
     skip_bad_images: bool = Field(False, description="skip and count unreadable images instead of stopping")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
     train_fraction: float = Field(1.0, gt=0.0, le=1.0, description="seeded subset of the train split (low-data runs)")
+
+    @model_validator(mode="after")
+    def _timm_options(self) -> DataConfig:
+        if (self.auto_augment or self.reprob) and self.augment != "timm":
+            raise ValueError("data.auto_augment and data.reprob act only with data.augment=timm; set it too")
+        return self
 
 
 class OptimConfig(_Section):
@@ -114,6 +130,25 @@ class TrainConfig(_Section):
         "auto", description="torchrun process-group backend; auto: nccl on CUDA, gloo on CPU"
     )
     dist_timeout_min: int = Field(30, ge=1, le=1440, description="collective timeout under torchrun, minutes")
+    logger: Literal["jsonl", "csv", "tensorboard"] = Field(
+        "jsonl",
+        description="experiment log besides metrics.jsonl: csv (metrics.csv, params.csv) or tensorboard "
+        "(OUT/tensorboard); loss, lr, accuracy, images/s per epoch and the parameter summary",
+    )
+    clip_grad: float | None = Field(
+        None, gt=0.0, description="clip the gradient's global L2 norm to this value before each step (none: off)"
+    )
+    keep_best: bool = Field(
+        False,
+        description="save the weights of the best validation top-1 epoch as the task, not the last "
+        "(not the paper's protocol, which trains a fixed schedule)",
+    )
+    early_stop: int | None = Field(
+        None,
+        ge=1,
+        description="stop when validation top-1 has not improved for this many validations (not the paper's "
+        "protocol); implies keeping the best epoch's weights",
+    )
 
 
 class RunConfig(_Section):

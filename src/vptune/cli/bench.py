@@ -114,6 +114,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_visualize(args: argparse.Namespace) -> int:
     from ..bench.visualize import visualize_task
 
+    if args.attention:  # attention maps (vptune.viz.attention_grid); --data is not needed
+        from ..viz.attention_grid import attention_grids
+
+        res = attention_grids(args.dir, args.attention, layers=args.layers, out=args.out, device=args.device)
+        print(json.dumps(res, indent=2) if args.json else "wrote " + ", ".join(res["files"]))
+        return 0
+    if not args.data:
+        raise VptuneError("vptune visualize: give --data SPEC (t-SNE of a split) or --attention IMAGE... (maps)")
     res = visualize_task(
         args.dir,
         args.data,
@@ -191,11 +199,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_json(p, "print the report data as JSON")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("visualize", help="t-SNE of final features: frozen backbone vs a task artifact (PNG)")
+    p = sub.add_parser(
+        "visualize", help="frozen backbone vs a task artifact: t-SNE of features (--data) or attention maps (PNG)"
+    )
     p.add_argument("dir", help="task folder (e.g. OUT/runs/TASK/METHOD/final/LR_WD_SEED)")
-    p.add_argument("--data", required=True, help="data spec of the task, e.g. vtab1k:ROOT/dtd or offline:digits")
+    p.add_argument("--data", help="data spec of the task for t-SNE, e.g. vtab1k:ROOT/dtd or offline:digits")
     p.add_argument("--split", default="test", help="split to embed (default: test)")
-    p.add_argument("--out", help="PNG file (default: DIR/tsne_SPLIT.png)")
+    p.add_argument(
+        "--attention",
+        nargs="+",
+        metavar="IMAGE",
+        help="instead of t-SNE: per image, a PNG grid of [CLS]->patches and prompts->patches attention per layer "
+        "and attention rollout, next to the frozen backbone's (ViT family; DIR/attention_IMAGE.png)",
+    )
+    p.add_argument("--layers", help="with --attention: comma-separated block indices (default: all)")
+    p.add_argument("--out", help="PNG file (default: DIR/tsne_SPLIT.png); with --attention: the folder for the grids")
     p.add_argument(
         "--max-images", type=int, default=1000, help="seeded subset of the split when larger (default: 1000)"
     )

@@ -26,7 +26,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``vptune serve``."""
-    p = sub.add_parser("serve", help="serve task artifacts over HTTP, many tasks on one backbone")
+    p = sub.add_parser(
+        "serve", help="serve task artifacts over HTTP, many tasks on one backbone, with a browser page at /"
+    )
     p.add_argument("--task", action="append", required=True, metavar="NAME=DIR", help="task folder, repeatable")
     p.add_argument(
         "--host", default="127.0.0.1", help="bind address (default: 127.0.0.1; others need a key and --trusted-host)"

@@ -9,6 +9,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 from torchvision import transforms as T
 
+from ..errors import ConfigError
+
 INTERPOLATION = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
 FGVC_RESIZE_RATIO = 256 / 224  # resize 256 then crop 224, scaled to other resolutions
 
@@ -38,10 +40,30 @@ def preprocessing_config(
     }
 
 
-def build_transform(pre: dict[str, Any], train: bool) -> T.Compose:
-    """PIL RGB image -> normalised (3, H, W) tensor. ``none``: plain resize; ``flip-crop``: FGVC recipe."""
+def build_transform(pre: dict[str, Any], train: bool, auto_augment: str | None = None, reprob: float = 0.0) -> Any:
+    """PIL RGB image -> normalised (3, H, W) tensor. ``none``: plain resize; ``flip-crop``: FGVC recipe;
+    ``timm``: for training, ``timm.data.create_transform``'s pipeline with ``auto_augment`` (e.g. RandAugment
+    ``rand-m9-mstd0.5-inc1``) and random erasing ``reprob``; for evaluation a plain resize."""
     size = tuple(pre["input_size"])
     interp = INTERPOLATION[pre["interpolation"]]
+    if pre["augment"] == "timm" and train:
+        from timm.data import create_transform
+
+        try:
+            return create_transform(
+                (3, *size),
+                is_training=True,
+                auto_augment=auto_augment,
+                re_prob=reprob,
+                interpolation=pre["interpolation"],
+                mean=tuple(pre["mean"]),
+                std=tuple(pre["std"]),
+            )
+        except (AssertionError, KeyError, ValueError) as err:
+            raise ConfigError(
+                f"data.auto_augment: '{auto_augment}' is not a timm policy ({err!r}); e.g. rand-m9-mstd0.5-inc1 "
+                "(RandAugment), augmix-m5-w3, v0 or original (AutoAugment)"
+            ) from None
     if pre["augment"] == "flip-crop":
         resize = round(min(size) * FGVC_RESIZE_RATIO)
         ops = [T.Resize(resize, interpolation=interp)]

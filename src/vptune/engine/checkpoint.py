@@ -22,13 +22,22 @@ NOT_TRAJECTORY = (
     "feature_cache_max_gb",
     "dist_backend",
     "dist_timeout_min",
+    "logger",
 )
+# keys added after runs were first fingerprinted: left out at these defaults, so earlier runs still resume
+LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"auto_augment": None, "reprob": 0.0, "mixup": 0.0, "cutmix": 0.0, "mixup_prob": 1.0},
+    "train": {"clip_grad": None, "keep_best": False, "early_stop": None},
+}
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:
     """Hash of the settings that determine the training trajectory (output folder and progress excluded)."""
     relevant = {k: v for k, v in config.items() if k != "out"}
     relevant["train"] = {k: v for k, v in relevant.get("train", {}).items() if k not in NOT_TRAJECTORY}
+    for section, defaults in LATER_DEFAULTS.items():
+        if isinstance(relevant.get(section), dict):
+            relevant[section] = {k: v for k, v in relevant[section].items() if k not in defaults or defaults[k] != v}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

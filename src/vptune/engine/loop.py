@@ -11,6 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .distributed import SINGLE, DistContext, all_reduce_sum, no_sync
+from .train_options import MixBatch, clip_gradients, soft_target_loss
 
 
 def train_epoch(
@@ -31,6 +32,8 @@ def train_epoch(
     ctx: DistContext = SINGLE,
     empty: torch.Tensor | None = None,
     loss_fn: Callable[[Any, torch.Tensor, str], torch.Tensor] | None = None,
+    mixup: MixBatch | None = None,
+    clip_grad: float | None = None,
 ) -> tuple[dict[str, float], int]:
     """One pass over ``loader`` with gradient accumulation; returns (metrics summed over ranks, global step).
 
@@ -43,6 +46,10 @@ def train_epoch(
 
     ``loss_fn(output, labels, reduction)`` replaces the cross-entropy (segmentation: pixel cross-entropy plus
     auxiliary heads, :func:`vptune.seg.model.seg_loss`); labels equal to -100 never count.
+
+    ``mixup`` (:func:`~vptune.engine.train_options.build_mixup`) mixes each micro-batch and the loss becomes
+    timm's soft-target cross-entropy (train top-1 is read against the unmixed labels); ``clip_grad`` clips the
+    global L2 norm of the gradients before each optimiser step.
     """
     model.train()
     accum, smoothing = grad_accum, label_smoothing
@@ -61,11 +68,17 @@ def train_epoch(
             valid = labels != -100  # segmentation: ignored pixels
             count = int(valid.sum())
             weight = ctx.world_size / max(all_reduce_sum([count], ctx, device)[0], 1) if ctx.enabled else 0
+            targets = None
+            if mixup is not None and labels.numel():
+                images, targets = mixup(images, labels)  # (B, C, H, W) mixed, (B, num_classes) soft targets
             with no_sync(model, not boundary):  # DDP: all-reduce gradients on the last micro-batch only
                 with autocast():
                     output = model(images)
                     logits = output[0] if isinstance(output, tuple) else output  # (main, auxiliary outputs)
-                    if ctx.enabled:
+                    if targets is not None:
+                        total = soft_target_loss(logits.float(), targets, "sum" if ctx.enabled else "mean")
+                        loss = total * weight if ctx.enabled else total
+                    elif ctx.enabled:
                         total = (
                             loss_fn(output, labels, "sum")
                             if loss_fn
@@ -85,6 +98,10 @@ def train_epoch(
             n_images += labels.shape[0]
         if boundary:
             if step < total_steps:
+                if clip_grad is not None:
+                    if scaler:
+                        scaler.unscale_(optimizer)
+                    clip_gradients([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
                 if scaler:
                     scaler.step(optimizer)
                     scaler.update()

@@ -19,6 +19,7 @@ from torch import nn
 from ..config import RunConfig
 from ..data import ImageDataset, TaskData, build_transform, load_data, make_loader, preprocessing_config
 from ..data.sources import subsample
+from ..errors import ConfigError
 from ..model import AdaptedModel, build_model
 from ..seg import engine as seg_engine
 from .cache import CachedTail, cache_start, cached_features
@@ -35,8 +36,10 @@ from .distributed import (
     shard,
     wrap_ddp,
 )
-from .metrics import JsonlLogger, evaluate
+from .loggers import RunLogger, build_logger
+from .metrics import evaluate
 from .optim import build_optimizer, build_scheduler, effective_lr
+from .train_options import BestTracker, build_mixup
 
 
 def plan_steps(cfg: RunConfig, batches_per_epoch: int) -> tuple[int, int, int, int]:
@@ -104,7 +107,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler | None
-    logger: JsonlLogger
+    logger: RunLogger
     total_steps: int
     epochs: int
     seed_base: int
@@ -114,6 +117,8 @@ class Run:
     start_epoch: int = 0
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    mixup: Any = None  # train_options.build_mixup: the batch mixer (None: off)
+    best: BestTracker | None = None  # train.keep_best / train.early_stop (None: keep the last epoch)
 
 
 def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
@@ -129,10 +134,16 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     batch, skip = per_rank_batch(cfg.train.batch_size, ctx), cfg.data.skip_bad_images
     train_samples = subsample(data.split(cfg.data.train_split), cfg.data.train_fraction, cfg.train.seed)
     seg = model.task == "segmentation"  # vptune.seg: joint image + mask transforms, mIoU evaluation
+    if seg and (cfg.data.augment == "timm" or cfg.data.mixup or cfg.data.cutmix):
+        raise ConfigError(
+            "data.augment=timm, data.mixup and data.cutmix act on classification images only; a segmentation run "
+            "augments images and masks together (seg.* keys): turn them off"
+        )
+    augment = {"auto_augment": cfg.data.auto_augment, "reprob": cfg.data.reprob}
     train_ds = (
         seg_engine.train_dataset(cfg, data, pre, train_samples, skip)
         if seg
-        else ImageDataset(train_samples, build_transform(pre, train=True), skip)
+        else ImageDataset(train_samples, build_transform(pre, train=True, **augment), skip)
     )
     eval_tf = build_transform(pre, train=False)
     summary = describe_run(model, data, cfg, len(train_ds))
@@ -152,7 +163,9 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     seed_base, workers = cfg.train.seed * 100_003, cfg.data.num_workers
     cache_args = {"pre": pre, "device": device, "batch_size": batch, "autocast": autocast, "verbose": ctx.is_main}
     cache_args.update(max_gb=cfg.train.feature_cache_max_gb, num_workers=workers)
-    start = cache_start(model) if cfg.train.feature_cache and pre["augment"] == "none" and not seg else None
+    mixup = build_mixup(cfg.data, data.num_classes, cfg.optim.label_smoothing)
+    cacheable = cfg.train.feature_cache and pre["augment"] == "none" and mixup is None and not seg  # mixing: images
+    start = cache_start(model) if cacheable else None
     train_set = cached_features(model, train_ds, start, **cache_args) if start else None
     start = start if train_set is not None else None
     core: nn.Module = CachedTail(model, start) if start else model
@@ -164,6 +177,11 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     runner = maybe_compile(wrap_ddp(core, ctx, device, example), cfg.train.compile, ctx.is_main)
     eval_runner = runner if not ctx.enabled else maybe_compile(core, cfg.train.compile, False)
     val_split = cfg.data.val_split if cfg.data.val_split in data.splits else None
+    if (cfg.train.keep_best or cfg.train.early_stop) and val_split is None:
+        raise ConfigError(
+            f"train.keep_best / train.early_stop need a validation split; '{cfg.data.val_split}' is not one of "
+            f"{sorted(data.splits)}: set data.val_split or turn them off"
+        )
     test_split = cfg.data.test_split if cfg.data.test_split in data.splits else None
 
     seg_evaluate = seg_engine.split_evaluator(cfg, data, pre, model, device, autocast) if seg else None
@@ -184,7 +202,9 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     _, total_steps, epochs, warmup = plan_steps(cfg, len(train_loader))
     scheduler = build_scheduler(optimizer, warmup, total_steps)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    logger = JsonlLogger(out / "metrics.jsonl" if ctx.is_main else None)
+    logger = build_logger(cfg.train.logger, out, ctx.is_main, state["epoch"] + 1 if state else 0)
+    if state is None:
+        logger.log_params(summary)
     return Run(
         cfg=cfg,
         out=out,
@@ -212,4 +232,6 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
         empty=empty,
         val_split=val_split,
         test_split=test_split,
+        mixup=mixup,
+        best=BestTracker(cfg.train.early_stop) if cfg.train.keep_best or cfg.train.early_stop else None,
     )

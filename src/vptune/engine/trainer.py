@@ -80,6 +80,8 @@ def resume(run: Run, state: dict[str, Any]) -> None:
         run.scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng"])
     run.start_epoch, run.step, run.history = state["epoch"] + 1, state["step"], state["history"]
+    if run.best is not None and state.get("best"):
+        run.best.load_state_dict(state["best"])
     run.say(f"vptune: resuming from {run.out / CHECKPOINT_FILE} after epoch {run.start_epoch}/{run.epochs}")
 
 
@@ -105,12 +107,16 @@ def train(run: Run, on_epoch_end: EpochHook | None = None) -> None:
             ctx=run.ctx,
             empty=run.empty,
             loss_fn=seg_loss_fn(run),
+            mixup=run.mixup,
+            clip_grad=tcfg.clip_grad,
         )
         record: dict[str, Any] = {"epoch": epoch + 1, "step": run.step, "train": train_metrics}
         last, every = epoch + 1 == run.epochs, tcfg.val_every
         if run.val_split and (last or (every and (epoch + 1) % every == 0)):
             record["val"] = run.evaluate_split(run.val_split, "val")
         run.history.append(record)
+        if "val" in record and run.best is not None:  # train.keep_best / train.early_stop (not the paper's)
+            run.best.update(epoch + 1, record["val"][headline(run)], run.model.trainable_state_dict)
         run.logger.log(**record)
         key = headline(run)
         val_txt = f", val {key} {record['val'][key]:.4f}" if "val" in record else ""
@@ -122,6 +128,12 @@ def train(run: Run, on_epoch_end: EpochHook | None = None) -> None:
             save_checkpoint(run.out, checkpoint_state(run, epoch))
         if on_epoch_end:
             on_epoch_end(epoch, record)
+        if run.best is not None and run.best.should_stop:
+            run.say(
+                f"vptune: early stop after epoch {epoch + 1}: no better val {headline(run)} than epoch "
+                f"{run.best.best_epoch}"
+            )
+            break
 
 
 def headline(run: Run) -> str:
@@ -149,6 +161,7 @@ def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler else None,
         "rng": torch.get_rng_state(),
+        "best": run.best.state_dict() if run.best is not None else None,
     }
 
 
@@ -161,6 +174,10 @@ def finish(run: Run) -> TrainResult:
     key = headline(run)
     if history and "val" in history[-1]:
         metrics[f"val_{key}"] = history[-1]["val"][key]
+    if run.best is not None and run.best.state:  # the best validation epoch's weights become the task
+        run.model.load_state_dict(run.best.state, strict=False)
+        metrics.update({f"val_{key}": run.best.best_top1, "best_epoch": run.best.best_epoch})
+        metrics["epochs_run"] = len(history)
     if run.test_split and key == "miou":  # segmentation: mIoU, pixel accuracy, per-class IoU
         test = run.evaluate_split(run.test_split, "test")
         metrics.update({f"test_{k}": test[k] for k in ("miou", "pixel_acc", "per_class_iou", "mode")})
@@ -172,6 +189,7 @@ def finish(run: Run) -> TrainResult:
         if "top5" in test:
             metrics["test_top5"] = test["top5"]
         run.logger.log(split="test", **test)
+    run.logger.close()
     metrics["train_seconds"] = sum(h["train"]["seconds"] for h in history)
     metrics["skipped_images"] = sum(h["train"]["skipped"] for h in history)
     if run.ctx.is_main:

@@ -32,6 +32,7 @@ from .admin import admin_router
 from .batcher import MicroBatcher, QueueFullError
 from .config import MiB, ServeConfig
 from .decode import decode_image, read_header
+from .page import add_page
 
 __all__ = ["MiB", "ServeConfig", "create_app"]
 log = logging.getLogger("vptune.serve")
@@ -280,6 +281,7 @@ def create_app(bank: MultiTaskModel, config: ServeConfig | None = None, **settin
         return await predict_files(file, names, top_k)
 
     app.include_router(v1)
+    add_page(app)  # the browser page at / (static, no secrets; it calls /v1 with the user's key)
     if cfg.admin_key is not None:
         app.include_router(admin_router(bank, cfg))
     return app

@@ -41,7 +41,7 @@ class Preprocessing(BaseModel):
     mean: list[float] = Field(min_length=1, max_length=4, description="per-channel mean subtracted")
     std: list[float] = Field(min_length=1, max_length=4, description="per-channel std divided by (> 0)")
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
-    augment: Literal["none", "flip-crop"] = "none"
+    augment: Literal["none", "flip-crop", "timm"] = "none"
 
     @field_validator("mean", "std")
     @classmethod
