@@ -1,14 +1,16 @@
 """MultiTaskModel: one frozen backbone, many task artifacts, samples of different tasks in one batch.
 
-Prompt tasks (prepended prompts, any depth/length/sharing) and head-only tasks run in ONE backbone pass over
-``prefix + prompt block + patches``: the block is as long as the batch's longest prompt, each sample's prompts
-sit at its start (right-padded) and a boolean key mask given to every block (``block(x, attn_mask=...)``)
+Prompt tasks (prepended prompts, any depth/length/sharing), head-only tasks and LoRA tasks run on the shared
+backbone over ``prefix + prompt block + patches``: a pass's block is as long as its longest prompt, each sample's
+prompts sit at its start (right-padded) and a boolean key mask given to every block (``block(x, attn_mask=...)``)
 hides the padding. Attention is the only op mixing tokens, so real tokens equal the task's own AdaptedModel's.
-Which methods may share the pass is declared by the method (:meth:`Method.shared_pass_blocker`); the others
-(LoRA, bias, prefix, add/pixel prompts...) run isolated on their own backbone copy, as do all tasks on a
-backbone family without token prompts or masked attention. The shared pass runs the backbone through its
-:class:`~vptune.backbones.Backbone` interface, like every other forward in vptune.
-"""
+LoRA tasks add their low-rank updates to their own rows only (:mod:`.lora_bank`). How a batch is split into
+passes (one padded pass, per prompt-length bucket, per task, or the cheapest mix) is chosen by the
+:mod:`.planner`. Which methods may share the backbone is declared by the method
+(:meth:`Method.shared_pass_blocker`); the others (bias, adapters, prefix, add/pixel prompts...) run isolated on
+their own backbone copy, as do all tasks on a backbone family without token prompts or masked attention. The
+shared pass runs the backbone through its :class:`~vptune.backbones.Backbone` interface, like every other
+forward in vptune."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from ..data.images import load_image
 from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
+from .lora_bank import LoraWeights, per_sample_lora, shallow_copy, shares_with_lora
+from .planner import BatchPlanner, CostModel, Segment, calibrate
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -84,6 +88,10 @@ class MultiTaskModel(nn.Module):
         weights: Local weights file for the backbone (when it is loaded from the first task).
         pretrained: Override whether timm's pretrained weights are loaded.
         device: Where the backbone and tasks live.
+        plan: How mixed batches are split into backbone passes (:data:`~vptune.tasks.planner.PLANS`; auto: the
+            cheapest under the cost model).
+        cost: The planner's cost model; None: measured by :meth:`calibrate` (called by ``vptune serve`` at
+            start-up, else at the first batch that needs a choice).
     """
 
     def __init__(
@@ -94,6 +102,8 @@ class MultiTaskModel(nn.Module):
         weights: str | None = None,
         pretrained: bool | None = None,
         device: str | torch.device = "cpu",
+        plan: str = "auto",
+        cost: CostModel | None = None,
     ) -> None:
         super().__init__()
         if backbone is not None and not model_name:
@@ -106,6 +116,8 @@ class MultiTaskModel(nn.Module):
         self.task_modules = nn.ModuleDict()  # name -> ModuleDict(method, head) or an isolated AdaptedModel
         self.entries: dict[str, TaskEntry] = {}
         self.lock = threading.RLock()
+        self.planner: BatchPlanner | None = None  # built with the backbone (it needs the token count)
+        self._plan = (plan, cost)
         if backbone is not None:
             self._set_backbone(backbone, model_name)
 
@@ -113,6 +125,19 @@ class MultiTaskModel(nn.Module):
         self.backbone = vit.to(self.device).eval().requires_grad_(False)
         self.arch = wrap_backbone(self.backbone, name)  # the interface the shared pass runs through
         self.model_name, self.digest, self.info = name, weights_hash(vit), self.arch.info
+        mode, cost = self._plan
+        cost = cost or CostModel.from_flops(self.info.embed_dim, self.arch.depth)  # until calibrated
+        self.planner = BatchPlanner(self.info.num_prefix_tokens + self.info.num_patches, cost, mode)
+
+    def calibrate(self, **kwargs: Any) -> CostModel:
+        """Measure the planner's cost model on this machine (keywords: :func:`~vptune.tasks.planner.calibrate`)."""
+        if self.planner is None:
+            raise ArtifactError("no task loaded: add a task before calibrating the planner")
+        dtype = next(self.backbone.parameters()).dtype
+        cost = calibrate(self.arch, self.planner.base_tokens, device=self.device, dtype=dtype, **kwargs)
+        with self.lock:
+            self.planner.cost = cost
+        return cost
 
     @classmethod
     def from_dirs(cls, tasks: dict[str, str | Path], **kwargs: Any) -> MultiTaskModel:
@@ -161,12 +186,17 @@ class MultiTaskModel(nn.Module):
                 tensor_names = list(f.keys())
         except (SafetensorError, OSError) as err:
             raise ArtifactError(f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged") from None
-        blocker = shared_pass_blocker(build_method(task.method, self.info), tensor_names, self.arch)
-        vit = backbone if blocker is None else copy.deepcopy(backbone)
+        method = build_method(task.method, self.info)
+        blocker = shared_pass_blocker(method, tensor_names, self.arch)
+        lora = blocker is not None and shares_with_lora(method, tensor_names, self.arch)  # per sample, shared
+        vit = backbone if blocker is None else shallow_copy(backbone) if lora else copy.deepcopy(backbone)
         model = attach_task(task, vit, digest).to(self.device).eval()
+        modules = {"method": model.method, "head": model.head}
+        if lora:
+            blocker, modules["lora"] = None, LoraWeights.from_model(model.arch)  # the structural copy is dropped
         with self.lock:
             self._check_new(name, task)  # another add may have won the name or fixed the preprocessing meanwhile
-            self.task_modules[name] = model if blocker else nn.ModuleDict({"method": model.method, "head": model.head})
+            self.task_modules[name] = model if blocker else nn.ModuleDict(modules)
             self.entries[name] = TaskEntry(name, task, model.output, int(model.method.prompt_tokens), blocker)
             if self.preprocessing is None:
                 self.preprocessing = task.preprocessing
@@ -209,16 +239,25 @@ class MultiTaskModel(nn.Module):
             groups: dict[str, list[int]] = {}
             for i, name in enumerate(names):
                 groups.setdefault(name, []).append(i)
-            shared = [n for n in groups if self.entries[n].isolated_reason is None]
-            isolated = [n for n in groups if n not in shared]
-            order = [i for n in shared + isolated for i in groups[n]]  # samples grouped by task
-            n_shared = sum(len(groups[n]) for n in shared)
-            segments = [(n, len(groups[n])) for n in shared]
-            out = self._forward_shared(images[order[:n_shared]], segments) if shared else []
+            isolated = [n for n in groups if self.entries[n].isolated_reason is not None]  # own backbone copy
+            shared = [Segment(n, len(g), self.entries[n].length) for n, g in groups.items() if n not in isolated]
+            passes = self._planner().plan(shared).passes if shared else ()  # task segments per backbone pass
+            order = [i for n in [s.name for p in passes for s in p] + isolated for i in groups[n]]
+            out: list[torch.Tensor] = []
+            for segments in passes:  # each pass pads its tasks to its own longest prompt
+                rows = [i for s in segments for i in groups[s.name]]
+                out.extend(self._forward_shared(images[rows], [(s.name, s.count) for s in segments]))
             for name in isolated:  # a private backbone copy: one sub-batch per task
                 out.extend(self.task_modules[name](images[groups[name]]).unbind(0))
         by_sample = dict(zip(order, out))
         return [by_sample[i] for i in range(len(names))]
+
+    def _planner(self) -> BatchPlanner:
+        """The planner, calibrated on this machine first if its choice needs a measured cost model."""
+        assert self.planner is not None
+        if self.planner.mode == "auto" and self.planner.cost.source == "flops":
+            self.calibrate()
+        return self.planner
 
     def _forward_shared(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
         """One backbone pass over task-contiguous segments ``(name, count)`` of ``images``."""
@@ -253,7 +292,10 @@ class MultiTaskModel(nn.Module):
                 mask[0] = None if min(valid) == width else keep[:, None, None, :]  # (b, 1, 1, N)
             return x
 
-        x = arch.finish(arch.run_blocks(x, before_block=insert_prompts, attn_mask=lambda _index: mask[0]))
+        loras = [self.task_modules[name]["lora"] if "lora" in self.task_modules[name] else None for name, _ in segments]
+        starts = [sum(counts[:k]) for k in range(len(counts))]
+        with per_sample_lora(arch, list(zip(starts, counts, loras))):  # LoRA tasks' updates on their own rows
+            x = arch.finish(arch.run_blocks(x, before_block=insert_prompts, attn_mask=lambda _index: mask[0]))
         out: list[torch.Tensor] = []
         start = 0
         for e, (name, count) in zip(entries, segments):

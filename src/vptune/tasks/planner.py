@@ -1,0 +1,255 @@
+"""How a mixed-task batch runs: one padded pass, passes per prompt-length bucket, per-task passes, or a mix.
+
+A mixed batch pads every sample's prompt block to the batch's longest prompt, and attention costs grow with the
+square of the sequence, so one padded pass can cost more than running the tasks one after the other. The
+planner prices every way of splitting the batch's tasks into backbone passes with a cost model
+
+    pass cost = c + depth * samples * (a * N + b * N^2)        N = prefix + patches + the pass's prompt width
+
+(``a``: per-token work of the Linear layers and norms, ``b``: attention, ``c``: the fixed cost of a pass) and
+picks the cheapest. Only splits into runs of tasks sorted by prompt length can be optimal (adding a shorter task
+to a pass never widens it), so the exact optimum is a small dynamic programme over the sorted tasks.
+
+The model is calibrated on the running machine by timing the backbone's blocks at a few (batch, length)
+points (:func:`calibrate`, well under a second on small models) or given; both are logged on
+``vptune.planner``. Every plan computes the same logits (tests check each task's own Predictor within 1e-4 for
+every plan); only the speed differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..backbones import Backbone
+from ..errors import ConfigError
+
+log = logging.getLogger("vptune.planner")
+
+PLANS = ("auto", "padded", "buckets", "per-task")
+"""auto: the cost model's cheapest split; padded: one pass padded to the longest prompt (the old behaviour);
+buckets: one pass per power-of-two prompt-length bucket; per-task: one pass per task."""
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds of one backbone pass: ``c + depth * samples * (a * N + b * N^2)`` for sequence length N.
+
+    Attributes:
+        a: Seconds per token per block.
+        b: Seconds per token squared per block (per sample: attention).
+        c: Seconds per pass (dispatch, embedding, final norm, pooling, heads).
+        depth: Blocks per pass.
+        source: Where the figures come from (``calibrated``, ``given``, ``flops``).
+    """
+
+    a: float
+    b: float
+    c: float
+    depth: int
+    source: str = "given"
+
+    def __post_init__(self) -> None:
+        if min(self.a, self.b, self.c) < 0 or self.depth < 1 or self.a + self.b == 0:
+            raise ConfigError(
+                f"planner cost model: a={self.a}, b={self.b}, c={self.c}, depth={self.depth}; use a, b, c >= 0 "
+                "(a or b > 0) and depth >= 1"
+            )
+
+    def pass_cost(self, samples: int, length: int) -> float:
+        """Predicted seconds of one pass over ``samples`` sequences of ``length`` tokens."""
+        return self.c + self.depth * samples * (self.a * length + self.b * length * length)
+
+    @classmethod
+    def from_flops(cls, embed_dim: int, depth: int, mlp_ratio: float = 4.0) -> CostModel:
+        """A machine-independent guess from multiply-adds (no fixed cost per pass): used when nothing is
+        calibrated or given, e.g. in tests."""
+        a = (4 + 2 * mlp_ratio) * embed_dim * embed_dim  # qkv, proj, fc1, fc2 per token
+        return cls(a=float(a), b=2.0 * embed_dim, c=0.0, depth=depth, source="flops")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The samples of one task in a batch: ``count`` samples with ``length`` prompt tokens."""
+
+    name: str
+    count: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Backbone passes for a batch: each pass is a tuple of task segments padded to its longest prompt."""
+
+    kind: str
+    passes: tuple[tuple[Segment, ...], ...]
+    cost: float
+
+    def describe(self) -> str:
+        """One line, e.g. ``auto: [t0,t1 | P=8] [t2 | P=50] (1.2 ms predicted)``."""
+        parts = [f"[{','.join(s.name for s in p)} | P={max(s.length for s in p)}]" for p in self.passes]
+        return f"{self.kind}: {' '.join(parts)} ({1000 * self.cost:.3g} ms predicted)"
+
+
+def bucket(length: int) -> int:
+    """The power-of-two bucket of a prompt length (0 stays 0): 1, 2, 3-4, 5-8, ..."""
+    return 0 if length <= 0 else 1 << (length - 1).bit_length()
+
+
+@dataclass
+class BatchPlanner:
+    """Chooses the passes of each mixed batch.
+
+    Args:
+        base_tokens: Tokens of a sample without prompts (prefix + patches).
+        cost: The cost model (see :func:`calibrate`).
+        mode: One of :data:`PLANS`.
+    """
+
+    base_tokens: int
+    cost: CostModel
+    mode: str = "auto"
+    chosen: dict[str, int] = field(default_factory=dict)  # plan kind -> batches run with it (auto counts its own)
+
+    def __post_init__(self) -> None:
+        if self.mode not in PLANS:
+            raise ConfigError(f"planner mode '{self.mode}' is unknown; choose one of {', '.join(PLANS)}")
+
+    def price(self, passes: Sequence[Sequence[Segment]]) -> float:
+        """Predicted seconds of running ``passes``."""
+        return sum(
+            self.cost.pass_cost(sum(s.count for s in p), self.base_tokens + max(s.length for s in p)) for p in passes
+        )
+
+    def candidates(self, segments: Sequence[Segment]) -> dict[str, Plan]:
+        """Every plan kind for ``segments`` (``auto`` is the cheapest split under the cost model)."""
+        ordered = sorted(segments, key=lambda s: s.length)
+        fixed: dict[str, list[list[Segment]]] = {"padded": [list(ordered)], "per-task": [[s] for s in ordered]}
+        buckets: dict[int, list[Segment]] = {}
+        for s in ordered:
+            buckets.setdefault(bucket(s.length), []).append(s)
+        fixed["buckets"] = list(buckets.values())
+        plans = {k: Plan(k, tuple(tuple(p) for p in v), self.price(v)) for k, v in fixed.items()}
+        plans["auto"] = self.optimal(ordered)
+        return plans
+
+    def optimal(self, ordered: Sequence[Segment]) -> Plan:
+        """The cheapest split of length-sorted segments into contiguous runs (dynamic programme, O(T^2))."""
+        n = len(ordered)
+        best = [0.0] + [float("inf")] * n  # best[j]: cheapest cost of the first j segments
+        cut = [0] * (n + 1)
+        for j in range(1, n + 1):
+            samples = 0
+            for i in range(j - 1, -1, -1):  # the last pass holds segments i..j-1; its width is ordered[j-1]'s
+                samples += ordered[i].count
+                total = best[i] + self.cost.pass_cost(samples, self.base_tokens + ordered[j - 1].length)
+                if total < best[j]:
+                    best[j], cut[j] = total, i
+        passes, j = [], n
+        while j > 0:
+            passes.append(tuple(ordered[cut[j] : j]))
+            j = cut[j]
+        return Plan("auto", tuple(reversed(passes)), best[n])
+
+    def plan(self, segments: Sequence[Segment]) -> Plan:
+        """The plan of this planner's mode for one batch (logged at debug level)."""
+        if len({s.length for s in segments}) <= 1 or len(segments) == 1:
+            chosen = Plan("padded", (tuple(segments),), self.price([segments]))  # nothing to gain from a split
+        elif self.mode == "auto":
+            chosen = self.optimal(sorted(segments, key=lambda s: s.length))
+        else:
+            chosen = self.candidates(segments)[self.mode]
+        key = f"{self.mode}:{len(chosen.passes)}-pass" if self.mode == "auto" else self.mode
+        self.chosen[key] = self.chosen.get(key, 0) + 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "batch of %d samples, %d tasks -> %s", sum(s.count for s in segments), len(segments), chosen.describe()
+            )
+        return chosen
+
+
+def _time(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def fit_cost(points: Sequence[tuple[int, int, float]], depth: int) -> CostModel:
+    """Least-squares ``a, b, c >= 0`` from measured ``(samples, length, seconds)`` of whole passes.
+
+    Coefficients the unconstrained fit makes negative are fixed at zero and the rest refitted.
+    """
+    if len(points) < 3:
+        raise ConfigError(f"planner calibration: {len(points)} points measured; give at least 3")
+    rows = torch.tensor([[depth * s * n, depth * s * n * n, 1.0] for s, n, _ in points], dtype=torch.float64)
+    target = torch.tensor([[t] for _, _, t in points], dtype=torch.float64)
+    active = [0, 1, 2]
+    while True:
+        coef = torch.linalg.lstsq(rows[:, active], target).solution.flatten().tolist()
+        if min(coef) >= 0 or len(active) == 1:
+            break
+        active.pop(min(range(len(coef)), key=coef.__getitem__))  # drop the most negative coefficient
+    values = dict.fromkeys(range(3), 0.0) | {k: max(v, 0.0) for k, v in zip(active, coef)}
+    if values[0] == values[1] == 0.0:  # degenerate (all time fixed): keep a tiny token cost
+        values[0] = 1e-12
+    return CostModel(a=values[0], b=values[1], c=values[2], depth=depth, source="calibrated")
+
+
+@torch.inference_mode()
+def calibrate(
+    arch: Backbone,
+    base_tokens: int,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    batches: Sequence[int] = (1, 8),
+    extra_tokens: Sequence[int] = (0, 32, 96),
+    repeats: int = 3,
+) -> CostModel:
+    """Measure the backbone's blocks on this machine and fit :class:`CostModel` (logged at info level).
+
+    Times ``arch.run_blocks`` (plus embedding-free overhead) on random tokens of ``base_tokens + extra`` length
+    for every batch size and extra length; each point is the median of ``repeats`` calls.
+
+    Args:
+        arch: The backbone interface the bank runs.
+        base_tokens: Prefix + patch tokens of one sample.
+        device: Where the backbone lives.
+        dtype: The features' dtype.
+        batches: Batch sizes measured.
+        extra_tokens: Prompt widths measured on top of ``base_tokens``.
+        repeats: Timed calls per point.
+    """
+    dim, depth = arch.info.input_dim, arch.depth
+    points = []
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    for samples in batches:
+        for extra in extra_tokens:
+            length = base_tokens + extra
+            x = torch.randn(samples, length, dim, device=device, dtype=dtype)  # (samples, N, D)
+
+            def run(x: torch.Tensor = x) -> None:
+                arch.run_blocks(x)
+                sync()
+
+            points.append((samples, length, _time(run, repeats)))
+    start = time.perf_counter()
+    fitted = fit_cost(points, depth)
+    log.info(
+        "planner calibrated on %d points in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass",
+        len(points),
+        sum(3 * t for *_, t in points) + time.perf_counter() - start,
+        fitted.a,
+        fitted.b,
+        fitted.c,
+    )
+    return fitted
