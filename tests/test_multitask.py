@@ -133,8 +133,10 @@ def test_mixed_batch_equals_each_task_predictor(bank, artifacts, plan):
     assert [len(p) for p in preds] == [5, 3] and preds[1][0]["label"].startswith("c")
 
 
-def test_both_attention_paths_hide_padding(bank):
+@pytest.mark.parametrize("plan", ["padded", "varlen"])
+def test_both_attention_paths_hide_padding(bank, plan):
     """A p=2 sample alone equals the same sample next to a p=7 task, with fused and non-fused attention."""
+    bank.planner.mode = plan
     x = bank.preprocess(make_images(3, seed=1))
     with torch.no_grad():
         alone = bank(x[:1], ["deep"])[0]

@@ -72,12 +72,13 @@ def test_extreme_cost_models_pick_padded_or_per_task():
 
 
 def test_candidates_and_fixed_modes():
-    planner = BatchPlanner(65, CostModel(1e-6, 1e-8, 1e-3, depth=6))
+    planner = BatchPlanner(65, CostModel(1e-6, 1e-8, 1e-3, depth=6), packable=True)
     plans = planner.candidates(SPREAD)
-    assert set(plans) == set(PLANS)
+    assert set(plans) == set(PLANS) and len(plans["varlen"].passes) == 1
+    assert "varlen" not in planner.candidates([*SPREAD[:2], Segment("lora", 2, 0, packable=False)])
     assert len(plans["padded"].passes) == 1 and len(plans["per-task"].passes) == 8
     assert [[s.length for s in p] for p in plans["buckets"].passes] == [[1], [8], [15], [22, 29], [36, 43, 50]]
-    assert plans["auto"].cost <= min(p.cost for p in plans.values())
+    assert plans["auto"].cost <= min(p.cost for k, p in plans.items() if k != "varlen")  # best padded split
     for mode in PLANS:
         planner.mode = mode
         assert planner.plan(SPREAD).passes == plans[mode].passes

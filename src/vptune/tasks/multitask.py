@@ -34,7 +34,8 @@ from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
 from .lora_bank import LoraWeights, per_sample_lora, shallow_copy, shares_with_lora
-from .planner import BatchPlanner, CostModel, Segment, calibrate
+from .planner import BatchPlanner, CostModel, Segment, calibrate, check_mode
+from .varlen import packable, run_packed
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -117,7 +118,7 @@ class MultiTaskModel(nn.Module):
         self.entries: dict[str, TaskEntry] = {}
         self.lock = threading.RLock()
         self.planner: BatchPlanner | None = None  # built with the backbone (it needs the token count)
-        self._plan = (plan, cost)
+        self._plan = (check_mode(plan), cost)
         if backbone is not None:
             self._set_backbone(backbone, model_name)
 
@@ -127,7 +128,16 @@ class MultiTaskModel(nn.Module):
         self.model_name, self.digest, self.info = name, weights_hash(vit), self.arch.info
         mode, cost = self._plan
         cost = cost or CostModel.from_flops(self.info.embed_dim, self.arch.depth)  # until calibrated
-        self.planner = BatchPlanner(self.info.num_prefix_tokens + self.info.num_patches, cost, mode)
+        self.planner = BatchPlanner(
+            self.info.num_prefix_tokens + self.info.num_patches, cost, mode, packable(self.arch)
+        )
+
+    def set_plan(self, mode: str) -> None:
+        """Use the planner mode ``mode`` (one of :data:`~vptune.tasks.planner.PLANS`) from the next batch on."""
+        with self.lock:
+            self._plan = (check_mode(mode), self._plan[1])
+            if self.planner is not None:
+                self.planner = BatchPlanner(self.planner.base_tokens, self.planner.cost, mode, self.planner.packable)
 
     def calibrate(self, **kwargs: Any) -> CostModel:
         """Measure the planner's cost model on this machine (keywords: :func:`~vptune.tasks.planner.calibrate`)."""
@@ -240,13 +250,19 @@ class MultiTaskModel(nn.Module):
             for i, name in enumerate(names):
                 groups.setdefault(name, []).append(i)
             isolated = [n for n in groups if self.entries[n].isolated_reason is not None]  # own backbone copy
-            shared = [Segment(n, len(g), self.entries[n].length) for n, g in groups.items() if n not in isolated]
-            passes = self._planner().plan(shared).passes if shared else ()  # task segments per backbone pass
+            shared = [
+                Segment(n, len(g), self.entries[n].length, "lora" not in self.task_modules[n])
+                for n, g in groups.items()
+                if n not in isolated
+            ]
+            plan = self._planner().plan(shared) if shared else None
+            passes, packed = (plan.passes, plan.kind == "varlen") if plan else ((), False)  # segments per pass
             order = [i for n in [s.name for p in passes for s in p] + isolated for i in groups[n]]
             out: list[torch.Tensor] = []
             for segments in passes:  # each pass pads its tasks to its own longest prompt
                 rows = [i for s in segments for i in groups[s.name]]
-                out.extend(self._forward_shared(images[rows], [(s.name, s.count) for s in segments]))
+                run = self._forward_packed if packed else self._forward_shared
+                out.extend(run(images[rows], [(s.name, s.count) for s in segments]))
             for name in isolated:  # a private backbone copy: one sub-batch per task
                 out.extend(self.task_modules[name](images[groups[name]]).unbind(0))
         by_sample = dict(zip(order, out))
@@ -296,13 +312,22 @@ class MultiTaskModel(nn.Module):
         starts = [sum(counts[:k]) for k in range(len(counts))]
         with per_sample_lora(arch, list(zip(starts, counts, loras))):  # LoRA tasks' updates on their own rows
             x = arch.finish(arch.run_blocks(x, before_block=insert_prompts, attn_mask=lambda _index: mask[0]))
+        parts = [x[s : s + c] for s, c in zip(starts, counts)]
+        tokens = [torch.cat([xs[:, : n + e.length], xs[:, n + width :]], dim=1) for xs, e in zip(parts, entries)]
+        return self._heads(images, segments, tokens)  # padding dropped: (count, n + p + patches, D) per task
+
+    def _forward_packed(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
+        """One pass without padding (:func:`~vptune.tasks.varlen.run_packed`) over task-contiguous segments."""
+        packed = [(self.task_modules[name]["method"], self.entries[name].length, c) for name, c in segments]
+        return self._heads(images, segments, run_packed(self.arch, self.arch.embed(images), packed))
+
+    def _heads(self, images: torch.Tensor, segments: list[tuple[str, int]], tokens: list[torch.Tensor]) -> list:
+        """Per task segment: pool its final features (count, n + p + patches, D), after_pool, head -> logits."""
         out: list[torch.Tensor] = []
         start = 0
-        for e, (name, count) in zip(entries, segments):
-            xs = x[start : start + count]
-            tokens = torch.cat([xs[:, : n + e.length], xs[:, n + width :]], dim=1)  # drop padding: (c, n+p+patches, D)
-            feats = arch.pool(tokens, e.output, e.length)  # (c, D)
-            modules = self.task_modules[name]
+        for (name, count), x in zip(segments, tokens):
+            e, modules = self.entries[name], self.task_modules[name]
+            feats = self.arch.pool(x, e.output, e.length)  # (count, D)
             feats = modules["method"].after_pool(feats, images[start : start + count])
             out.extend(modules["head"](feats).unbind(0))
             start += count

@@ -30,9 +30,17 @@ from ..errors import ConfigError
 
 log = logging.getLogger("vptune.planner")
 
-PLANS = ("auto", "padded", "buckets", "per-task")
+PLANS = ("auto", "padded", "buckets", "per-task", "varlen")
 """auto: the cost model's cheapest split; padded: one pass padded to the longest prompt (the old behaviour);
-buckets: one pass per power-of-two prompt-length bucket; per-task: one pass per task."""
+buckets: one pass per power-of-two prompt-length bucket; per-task: one pass per task; varlen: one pass without
+padding (:mod:`.varlen`; where the backbone and every task allow it, else auto)."""
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`PLANS` (raises :class:`~vptune.errors.ConfigError` naming them)."""
+    if mode not in PLANS:
+        raise ConfigError(f"planner mode '{mode}' is unknown; choose one of {', '.join(PLANS)}")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class Segment:
     name: str
     count: int
     length: int
+    packable: bool = True  # the task can run in a packed (varlen) pass (not LoRA: its hooks index rows)
 
 
 @dataclass(frozen=True)
@@ -108,16 +117,17 @@ class BatchPlanner:
         base_tokens: Tokens of a sample without prompts (prefix + patches).
         cost: The cost model (see :func:`calibrate`).
         mode: One of :data:`PLANS`.
+        packable: The backbone supports the packed pass (:func:`~vptune.tasks.varlen.packable`).
     """
 
     base_tokens: int
     cost: CostModel
     mode: str = "auto"
+    packable: bool = False
     chosen: dict[str, int] = field(default_factory=dict)  # plan kind -> batches run with it (auto counts its own)
 
     def __post_init__(self) -> None:
-        if self.mode not in PLANS:
-            raise ConfigError(f"planner mode '{self.mode}' is unknown; choose one of {', '.join(PLANS)}")
+        check_mode(self.mode)
 
     def price(self, passes: Sequence[Sequence[Segment]]) -> float:
         """Predicted seconds of running ``passes``."""
@@ -135,6 +145,10 @@ class BatchPlanner:
         fixed["buckets"] = list(buckets.values())
         plans = {k: Plan(k, tuple(tuple(p) for p in v), self.price(v)) for k, v in fixed.items()}
         plans["auto"] = self.optimal(ordered)
+        if self.packable and all(s.packable for s in ordered):  # priced as tokens without padding, one pass
+            tokens = [(s.count, self.base_tokens + s.length) for s in ordered]
+            cost = self.cost.c + self.cost.depth * sum(c * (self.cost.a * n + self.cost.b * n * n) for c, n in tokens)
+            plans["varlen"] = Plan("varlen", (tuple(ordered),), cost)
         return plans
 
     def optimal(self, ordered: Sequence[Segment]) -> Plan:
@@ -162,7 +176,8 @@ class BatchPlanner:
         elif self.mode == "auto":
             chosen = self.optimal(sorted(segments, key=lambda s: s.length))
         else:
-            chosen = self.candidates(segments)[self.mode]
+            plans = self.candidates(segments)
+            chosen = plans.get(self.mode, plans["auto"])  # varlen where it can not run: auto
         key = f"{self.mode}:{len(chosen.passes)}-pass" if self.mode == "auto" else self.mode
         self.chosen[key] = self.chosen.get(key, 0) + 1
         if log.isEnabledFor(logging.DEBUG):
