@@ -12,8 +12,18 @@ from test_multitask import TASKS, build_artifacts, make_images, micro_backbone
 
 from vptune.backbones import wrap_backbone
 from vptune.errors import ConfigError
+from vptune.tasks import planner as planner_module
 from vptune.tasks.multitask import MultiTaskModel
-from vptune.tasks.planner import PLANS, BatchPlanner, CostModel, Segment, bucket, calibrate, fit_cost
+from vptune.tasks.planner import (
+    PLANS,
+    BatchPlanner,
+    CostModel,
+    Segment,
+    bucket,
+    calibrate_blocks,
+    calibrate_passes,
+    fit_cost,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,9 +98,10 @@ def test_candidates_and_fixed_modes():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"a": -1.0, "b": 0.0, "c": 0.0, "depth": 1}, "use a, b, c >= 0"),
+        ({"a": -1.0, "b": 0.0, "c": 0.0, "depth": 1}, "use a, b, c, v >= 0"),
         ({"a": 0.0, "b": 0.0, "c": 1.0, "depth": 1}, r"\(a or b > 0\)"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 0}, "depth >= 1"),
+        ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "v": -1.0}, "v=-1.0"),
     ],
 )
 def test_bad_cost_model_rejected(kwargs, match):
@@ -121,13 +132,42 @@ def test_fit_clamps_negative_coefficients():
         fit_cost(points[:2], depth=6)
 
 
-def test_calibrate_measures_the_backbone(caplog):
+def test_calibrate_blocks_measures_the_backbone(caplog):
     vit, _ = micro_backbone()
     arch = wrap_backbone(vit, "vptune_micro_vit")
     with caplog.at_level(logging.INFO, logger="vptune.planner"):
-        cost = calibrate(arch, 65, batches=(1, 4), extra_tokens=(0, 64), repeats=2)
+        cost = calibrate_blocks(arch, 65, batches=(1, 4), extra_tokens=(0, 64), repeats=2)
     assert cost.source == "calibrated" and cost.depth == 6 and cost.pass_cost(4, 100) > 0
-    assert "planner calibrated on 4 points" in caplog.text
+    assert "planner calibrated on 4 block runs" in caplog.text
+
+
+def test_calibrate_passes_recovers_a_known_machine(monkeypatch):
+    """Timings replaced by a known cost model: the fit must give back its a, b, c and v."""
+    truth = CostModel(2e-6, 3e-9, 1e-3, depth=6, v=5e-4)
+    last: list = []
+
+    def fake_time(fn, repeats):
+        fn()
+        segments, packed = last
+        if packed:
+            return truth.packed_cost([(s.count, 65 + s.length) for s in segments])
+        return truth.pass_cost(sum(s.count for s in segments), 65 + max(s.length for s in segments))
+
+    monkeypatch.setattr(planner_module, "_time", fake_time)
+    cost = calibrate_passes(
+        lambda segs, packed: last.__setitem__(slice(None), [segs, packed]), SPREAD, depth=6, base_tokens=65, packed=True
+    )
+    for name in "abcv":
+        assert getattr(cost, name) == pytest.approx(getattr(truth, name), rel=1e-6, abs=1e-12)
+    with pytest.raises(ConfigError, match="one prompt length"):
+        calibrate_passes(lambda *a: None, SPREAD[:1], depth=6, base_tokens=65)
+
+
+@pytest.mark.parametrize(("v", "kind"), [(1e-9, "varlen"), (10.0, "auto")])
+def test_auto_picks_a_packed_pass_only_when_priced_cheaper(v, kind):
+    cost = CostModel(1e-6, 1e-8, 1e-3, depth=6, v=v)
+    assert BatchPlanner(65, cost, packable=True).plan(SPREAD).kind == kind
+    assert BatchPlanner(65, cost, packable=False).plan(SPREAD).kind == "auto"  # the backbone can not pack
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +209,10 @@ def test_auto_mode_calibrates_once_before_choosing(bank, monkeypatch):
         for _ in range(2):
             bank(bank.preprocess(make_images(2)), ["deep", "late"])
     assert calls == [1] and bank.planner.chosen["auto:2-pass"] >= 2
+
+
+def test_bank_calibrates_on_its_own_tasks(bank, caplog):
+    with caplog.at_level(logging.INFO, logger="vptune.planner"):
+        cost = bank.calibrate(batches=(1, 2), repeats=1)
+    assert bank.planner.cost is cost and cost.source == "calibrated" and cost.v > 0  # the micro ViT packs
+    assert "planner calibrated on 8 passes" in caplog.text  # 3 lengths x 2 batches + 2 packed passes

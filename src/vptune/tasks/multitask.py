@@ -34,7 +34,7 @@ from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
 from .lora_bank import LoraWeights, per_sample_lora, shallow_copy, shares_with_lora
-from .planner import BatchPlanner, CostModel, Segment, calibrate, check_mode
+from .planner import BatchPlanner, CostModel, Segment, calibrate_blocks, calibrate_passes, check_mode
 from .varlen import packable, run_packed
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -137,16 +137,38 @@ class MultiTaskModel(nn.Module):
         with self.lock:
             self._plan = (check_mode(mode), self._plan[1])
             if self.planner is not None:
-                self.planner = BatchPlanner(self.planner.base_tokens, self.planner.cost, mode, self.planner.packable)
+                old = self.planner
+                self.planner = BatchPlanner(old.base_tokens, old.cost, mode, old.packable, old.chosen)
 
     def calibrate(self, **kwargs: Any) -> CostModel:
-        """Measure the planner's cost model on this machine (keywords: :func:`~vptune.tasks.planner.calibrate`)."""
-        if self.planner is None:
+        """Measure the planner's cost model on this machine (logged): real passes over the loaded tasks
+        (:func:`~vptune.tasks.planner.calibrate_passes`), or the blocks alone when no two tasks sharing the
+        backbone differ in prompt length (:func:`~vptune.tasks.planner.calibrate_blocks`). Predictions wait."""
+        if self.planner is None or self.preprocessing is None:
             raise ArtifactError("no task loaded: add a task before calibrating the planner")
-        dtype = next(self.backbone.parameters()).dtype
-        cost = calibrate(self.arch, self.planner.base_tokens, device=self.device, dtype=dtype, **kwargs)
+        dtype, planner, cache = next(self.backbone.parameters()).dtype, self.planner, {}
+
+        def run(segments: Sequence[Segment], packed: bool) -> None:
+            n = sum(s.count for s in segments)
+            size = (n, self.info.in_chans, *self.preprocessing["input_size"])  # (n, C, H, W)
+            images = cache.setdefault(n, torch.randn(size, device=self.device, dtype=dtype))
+            (self._forward_packed if packed else self._forward_shared)(images, [(s.name, s.count) for s in segments])
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+
         with self.lock:
-            self.planner.cost = cost
+            tasks = [
+                Segment(n, 1, e.length, "lora" not in self.task_modules[n])
+                for n, e in self.entries.items()
+                if e.isolated_reason is None
+            ]
+            if len({t.length for t in tasks}) > 1:
+                packed = planner.packable and sum(t.packable for t in tasks) > 1
+                kw = {"depth": self.arch.depth, "base_tokens": planner.base_tokens, "packed": packed}
+                cost = calibrate_passes(run, tasks, **kw, **kwargs)
+            else:
+                cost = calibrate_blocks(self.arch, planner.base_tokens, device=self.device, dtype=dtype, **kwargs)
+            self.planner = BatchPlanner(planner.base_tokens, cost, planner.mode, planner.packable)
         return cost
 
     @classmethod

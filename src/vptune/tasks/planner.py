@@ -10,17 +10,18 @@ planner prices every way of splitting the batch's tasks into backbone passes wit
 picks the cheapest. Only splits into runs of tasks sorted by prompt length can be optimal (adding a shorter task
 to a pass never widens it), so the exact optimum is a small dynamic programme over the sorted tasks.
 
-The model is calibrated on the running machine by timing the backbone's blocks at a few (batch, length)
-points (:func:`calibrate`, well under a second on small models) or given; both are logged on
-``vptune.planner``. Every plan computes the same logits (tests check each task's own Predictor within 1e-4 for
-every plan); only the speed differs.
+A packed pass without any padding (:mod:`.varlen`) is priced as its real tokens plus ``v`` per task segment
+and chosen by ``auto`` when cheaper. The model is calibrated on the running machine by timing a few real passes
+of the loaded tasks (:func:`calibrate_passes`; the blocks alone, :func:`calibrate_blocks`, when the tasks have a
+single prompt length) or given; both are logged on ``vptune.planner``. Every plan computes the same logits
+(tests check each task's own Predictor within 1e-4 for every plan); only the speed differs.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -52,6 +53,8 @@ class CostModel:
         b: Seconds per token squared per block (per sample: attention).
         c: Seconds per pass (dispatch, embedding, final norm, pooling, heads).
         depth: Blocks per pass.
+        v: Seconds per task segment of a packed (varlen) pass on top of its tokens (one attention call per
+            segment and block); 0: packed passes are not priced (auto never picks them).
         source: Where the figures come from (``calibrated``, ``given``, ``flops``).
     """
 
@@ -59,18 +62,24 @@ class CostModel:
     b: float
     c: float
     depth: int
+    v: float = 0.0
     source: str = "given"
 
     def __post_init__(self) -> None:
-        if min(self.a, self.b, self.c) < 0 or self.depth < 1 or self.a + self.b == 0:
+        if min(self.a, self.b, self.c, self.v) < 0 or self.depth < 1 or self.a + self.b == 0:
             raise ConfigError(
-                f"planner cost model: a={self.a}, b={self.b}, c={self.c}, depth={self.depth}; use a, b, c >= 0 "
-                "(a or b > 0) and depth >= 1"
+                f"planner cost model: a={self.a}, b={self.b}, c={self.c}, v={self.v}, depth={self.depth}; use "
+                "a, b, c, v >= 0 (a or b > 0) and depth >= 1"
             )
 
     def pass_cost(self, samples: int, length: int) -> float:
         """Predicted seconds of one pass over ``samples`` sequences of ``length`` tokens."""
         return self.c + self.depth * samples * (self.a * length + self.b * length * length)
+
+    def packed_cost(self, segments: Sequence[tuple[int, int]]) -> float:
+        """Predicted seconds of one packed pass over ``(samples, length)`` segments (no padding)."""
+        tokens = sum(s * (self.a * n + self.b * n * n) for s, n in segments)
+        return self.c + self.depth * tokens + self.v * len(segments)
 
     @classmethod
     def from_flops(cls, embed_dim: int, depth: int, mlp_ratio: float = 4.0) -> CostModel:
@@ -145,9 +154,8 @@ class BatchPlanner:
         fixed["buckets"] = list(buckets.values())
         plans = {k: Plan(k, tuple(tuple(p) for p in v), self.price(v)) for k, v in fixed.items()}
         plans["auto"] = self.optimal(ordered)
-        if self.packable and all(s.packable for s in ordered):  # priced as tokens without padding, one pass
-            tokens = [(s.count, self.base_tokens + s.length) for s in ordered]
-            cost = self.cost.c + self.cost.depth * sum(c * (self.cost.a * n + self.cost.b * n * n) for c, n in tokens)
+        if self.packable and all(s.packable for s in ordered):
+            cost = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in ordered])
             plans["varlen"] = Plan("varlen", (tuple(ordered),), cost)
         return plans
 
@@ -175,10 +183,13 @@ class BatchPlanner:
             chosen = Plan("padded", (tuple(segments),), self.price([segments]))  # nothing to gain from a split
         elif self.mode == "auto":
             chosen = self.optimal(sorted(segments, key=lambda s: s.length))
+            if self.cost.v > 0 and self.packable and all(s.packable for s in segments):  # a priced packed pass
+                packed = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in segments])
+                chosen = Plan("varlen", (tuple(segments),), packed) if packed < chosen.cost else chosen
         else:
             plans = self.candidates(segments)
             chosen = plans.get(self.mode, plans["auto"])  # varlen where it can not run: auto
-        key = f"{self.mode}:{len(chosen.passes)}-pass" if self.mode == "auto" else self.mode
+        key = f"{self.mode}:{chosen.kind if chosen.kind == 'varlen' else f'{len(chosen.passes)}-pass'}"
         self.chosen[key] = self.chosen.get(key, 0) + 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -187,15 +198,15 @@ class BatchPlanner:
         return chosen
 
 
-def _time(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+def _time(fn: Callable[[], object], repeats: int) -> float:
+    """Fastest seconds of ``fn()`` over ``repeats`` calls after one warm-up call (other load only adds time)."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return min(times)
 
 
 def fit_cost(points: Sequence[tuple[int, int, float]], depth: int) -> CostModel:
@@ -219,8 +230,71 @@ def fit_cost(points: Sequence[tuple[int, int, float]], depth: int) -> CostModel:
     return CostModel(a=values[0], b=values[1], c=values[2], depth=depth, source="calibrated")
 
 
+PassFn = Callable[[Sequence[Segment], bool], object]
+"""``run(segments, packed)``: one backbone pass over ``segments`` (padded, or packed when ``packed``)."""
+
+
 @torch.inference_mode()
-def calibrate(
+def calibrate_passes(
+    run: PassFn,
+    tasks: Sequence[Segment],
+    *,
+    depth: int,
+    base_tokens: int,
+    batches: Sequence[int] = (1, 8),
+    repeats: int = 3,
+    packed: bool = False,
+) -> CostModel:
+    """Time real passes of the loaded tasks and fit :class:`CostModel` (logged at info level).
+
+    Single-task passes of the shortest, a middle and the longest prompt at every batch size give ``a, b, c``
+    (:func:`fit_cost`); with ``packed``, a packed pass over up to 8 tasks against one over a single task gives
+    the cost ``v`` of each extra segment. Each point is the fastest of ``repeats`` calls.
+
+    Args:
+        run: Runs one pass (see :data:`PassFn`).
+        tasks: The tasks that may share a pass (``count`` ignored), at least two prompt lengths.
+        depth: Blocks per pass.
+        base_tokens: Prefix + patch tokens of one sample.
+        batches: Samples per timed pass.
+        repeats: Timed calls per point.
+        packed: Also price packed passes (over the packable ``tasks``).
+    """
+    start = time.perf_counter()
+    ordered = sorted({t.length: t for t in tasks}.values(), key=lambda t: t.length)  # one task per length
+    if len(ordered) < 2:
+        raise ConfigError("planner calibration: the tasks have one prompt length; there is nothing to plan")
+    picks = sorted({0, len(ordered) // 2, len(ordered) - 1})
+    points = []
+    for t in (ordered[k] for k in picks):
+        for b in batches:
+            one = [Segment(t.name, b, t.length)]
+            points.append((b, base_tokens + t.length, _time(lambda one=one: run(one, False), repeats)))
+    fitted = fit_cost(points, depth)
+    v = 0.0
+    if packed:
+        segs = [Segment(t.name, 1, t.length) for t in tasks if t.packable][:8]
+        extra = []  # measured minus predicted tokens, for one segment and for all
+        for group in (segs[:1], segs):
+            measured = _time(lambda group=group: run(group, True), repeats)
+            extra.append(measured - fitted.packed_cost([(1, base_tokens + t.length) for t in group]))
+        v = max((extra[1] - extra[0]) / max(len(segs) - 1, 1), 1e-9)  # > 0: packed passes are priced
+    fitted = CostModel(fitted.a, fitted.b, fitted.c, depth, v=v, source="calibrated")
+    log.info(
+        "planner calibrated on %d passes in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass, "
+        "v=%.3g s/packed segment",
+        len(points) + 2 * packed,
+        time.perf_counter() - start,
+        fitted.a,
+        fitted.b,
+        fitted.c,
+        fitted.v,
+    )
+    return fitted
+
+
+@torch.inference_mode()
+def calibrate_blocks(
     arch: Backbone,
     base_tokens: int,
     *,
@@ -230,39 +304,24 @@ def calibrate(
     extra_tokens: Sequence[int] = (0, 32, 96),
     repeats: int = 3,
 ) -> CostModel:
-    """Measure the backbone's blocks on this machine and fit :class:`CostModel` (logged at info level).
+    """Fit :class:`CostModel` from the backbone's blocks alone (when no two tasks differ in prompt length).
 
-    Times ``arch.run_blocks`` (plus embedding-free overhead) on random tokens of ``base_tokens + extra`` length
-    for every batch size and extra length; each point is the median of ``repeats`` calls.
-
-    Args:
-        arch: The backbone interface the bank runs.
-        base_tokens: Prefix + patch tokens of one sample.
-        device: Where the backbone lives.
-        dtype: The features' dtype.
-        batches: Batch sizes measured.
-        extra_tokens: Prompt widths measured on top of ``base_tokens``.
-        repeats: Timed calls per point.
+    Times ``arch.run_blocks`` on random tokens of ``base_tokens + extra`` length for every batch size and extra
+    length; each point is the fastest of ``repeats`` calls.
     """
+    start = time.perf_counter()
     dim, depth = arch.info.input_dim, arch.depth
     points = []
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     for samples in batches:
         for extra in extra_tokens:
-            length = base_tokens + extra
-            x = torch.randn(samples, length, dim, device=device, dtype=dtype)  # (samples, N, D)
-
-            def run(x: torch.Tensor = x) -> None:
-                arch.run_blocks(x)
-                sync()
-
-            points.append((samples, length, _time(run, repeats)))
-    start = time.perf_counter()
+            x = torch.randn(samples, base_tokens + extra, dim, device=device, dtype=dtype)  # (samples, N, D)
+            points.append((samples, base_tokens + extra, _time(lambda x=x: (arch.run_blocks(x), sync()), repeats)))
     fitted = fit_cost(points, depth)
     log.info(
-        "planner calibrated on %d points in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass",
+        "planner calibrated on %d block runs in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass",
         len(points),
-        sum(3 * t for *_, t in points) + time.perf_counter() - start,
+        time.perf_counter() - start,
         fitted.a,
         fitted.b,
         fitted.c,
