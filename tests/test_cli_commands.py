@@ -131,3 +131,35 @@ def test_train_from_best(image_folder_module, tmp_path, capsys):
     assert json.loads(out)["config"]["optim"]["lr"] == 0.7  # flags still win
     code, _, err = run([*base, "--from-best", tmp_path, "--method", "linear", "--dry-run"], capsys)
     assert code == 2 and "tuned for method vpt-shallow, not linear" in err
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "error"),
+    [
+        ("vpt-deep", {"prompt_length": 7, "head_init": "small"}, None),
+        ("linear", {"head_init": "small"}, None),
+        ("adapter", {}, "which suite offline-quick does not run"),
+    ],
+)
+def test_bench_from_best_replaces_the_tuned_methods_grid(tmp_path, capsys, method, options, error):
+    best = {
+        "task": "x",
+        "method": method,
+        "optim": {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "scale_lr": False},
+        "method_options": options,
+        "val_top1": 0.5,
+    }
+    (tmp_path / BEST_FILE).write_text(json.dumps(best))
+    code, out, err = run(["bench", "offline-quick", "--from-best", tmp_path, "--dry-run", "--json"], capsys)
+    if error:
+        assert code == 2 and error in err
+        return
+    plan = json.loads(out)
+    assert code == 0 and "not the paper's protocol" in plan["protocol_description"]
+    by_name = {m["name"]: m for m in plan["methods"]}
+    tuned = by_name[method]
+    assert tuned["optimizer"] == "adamw" and tuned["grid"]["lr"] == [0.003] and tuned["grid"]["wd"] == [0.01]
+    assert tuned["method"] == {"name": method, **options}
+    other = by_name["linear" if method == "vpt-deep" else "vpt-deep"]
+    assert len(other["grid"]["lr"]) == 2  # the other method keeps the suite's grid
+    assert plan["counts"]["select"] == 2 * (1 + 2)  # 2 tasks x (1 tuned point + the other method's 2 points)

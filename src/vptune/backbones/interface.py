@@ -176,12 +176,22 @@ class Backbone(ABC):
                 x = self.enter_stage(x, stage_starts[index])
             if before_block is not None:
                 x = before_block(x, index)
-            block = self.block(index)
+            block = self.block_step(index)
             mask = attn_mask(index) if attn_mask is not None else None
             if mask is not None:
+                if not self.masked_attention:
+                    raise ValueError(f"{self.family} blocks take no attention mask (masked_attention = False)")
                 block = partial(block, attn_mask=mask)
             x = checkpoint(block, x, use_reentrant=False) if checkpointing else block(x)
         return x
+
+    def block_step(self, index: int) -> Callable[..., torch.Tensor]:
+        """The callable :meth:`run_blocks` applies as block ``index``: features in, features out.
+
+        Default: the block module itself. A family whose blocks need more than the token tensor (Swin's grid and
+        prompt-aware windows) returns a wrapper here, so the loop stays the same for every family.
+        """
+        return self.block(index)
 
     def enter_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
         """Features leaving stage ``stage - 1`` -> features entering stage ``stage`` (e.g. Swin's patch merging).

@@ -16,15 +16,15 @@ following VPT's official Swin semantics:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from timm.models.swin_transformer import SwinTransformer, window_partition, window_reverse
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from .interface import Backbone, BackboneInfo, BlockHook, MaskFn, PatchEmbedSeams, Stage, TokenLayout, register_family
+from .interface import Backbone, BackboneInfo, PatchEmbedSeams, Stage, TokenLayout, register_family
 from .vit import pool_tokens
 
 
@@ -171,32 +171,17 @@ class TimmSwin(PatchEmbedSeams, Backbone):
             raise ValueError("the Swin family takes no inserted tokens at the embedding")
         return self.module.patch_embed(images).flatten(1, 2)  # (B, H, W, C) -> (B, H * W, C)
 
-    def run_blocks(
-        self,
-        x: torch.Tensor,
-        start: int = 0,
-        stop: int | None = None,
-        *,
-        before_block: BlockHook | None = None,
-        attn_mask: MaskFn | None = None,
-        checkpointing: bool = False,
-    ) -> torch.Tensor:
-        """Blocks ``start``..``stop - 1``; a stage's patch merging runs before its first block (then the hook)."""
-        stop = self.depth if stop is None else stop
-        where = self._blocks()
-        for index in range(start, stop):
-            s, j = where[index]
-            layer = self.module.layers[s]
-            merging = self.transition(index)
-            if merging is not None:
-                x = merge_patches(merging, tuple(layer.input_resolution), x)
-            if before_block is not None:
-                x = before_block(x, index)
-            if attn_mask is not None and attn_mask(index) is not None:
-                raise ValueError("Swin blocks take no attention mask (the family declares masked_attention = False)")
-            step = partial(swin_block, layer.blocks[j], tuple(layer.blocks[j].input_resolution))
-            x = checkpoint(step, x, use_reentrant=False) if checkpointing else step(x)
-        return x
+    def block_step(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Block ``index`` on tokens (B, p + H * W, C): prompts copied into every window (see :func:`swin_block`)."""
+        block = self.block(index)
+        return partial(swin_block, block, (int(block.input_resolution[0]), int(block.input_resolution[1])))
+
+    def enter_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
+        """The stage's patch merging, prompts included (tiled 4x, then the merging's norm and reduction)."""
+        layer = self.module.layers[stage]
+        if isinstance(layer.downsample, nn.Identity):
+            return x
+        return merge_patches(layer.downsample, tuple(layer.input_resolution), x)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         return self.module.norm(x)

@@ -133,6 +133,9 @@ class Suite(_Model):
     name: str
     benchmark: Benchmark
     description: str = ""
+    tuned_from: str | None = Field(
+        None, description="set by bench --from-best: which methods run at tune's settings (said in the protocol)"
+    )
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "vit_base_patch16_224.orig_in21k"})
     data_root: str | None = Field(None, description="ROOT of vtab1k:ROOT/TASK or fgvc:ROOT/NAME")
     data: dict[str, Any] = Field(default_factory=dict, description="data.* options for every run (normalize, ...)")
@@ -183,7 +186,8 @@ class Suite(_Model):
         s = self.splits
         assert s is not None
         splits = f"selection {s.select_train} -> {s.select_val}; final {s.final_train} -> {s.test}"
-        return f"{self.protocol}: {PROTOCOLS[self.protocol]} ({splits})"
+        tuned = f"; {self.tuned_from}" if self.tuned_from else ""
+        return f"{self.protocol}: {PROTOCOLS[self.protocol]} ({splits}){tuned}"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite, args.set, data_root=args.data_root)
     tasks, methods = names(args.tasks), names(args.methods)
+    if args.from_best:
+        from ..bench.from_best import apply_best
+        from ..tune import load_best
+
+        apply_best(suite, load_best(args.from_best), args.from_best)
     if args.dry_run:
         plan = build_plan(suite, args.out or NO_OUT, tasks, methods)
         missing = missing_task_folders(suite, plan["tasks"])
@@ -151,6 +156,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="print the plan (runs, tasks, class counts); train nothing; exit 1 naming missing task folders",
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument(
+        "--from-best",
+        metavar="FILE",
+        help="`vptune tune`'s best.json (or its folder): the suite's methods of the tuned method train at the tuned "
+        "settings instead of their grid (selection = that one point; final seeds and test as the suite); not the "
+        "paper's protocol, and the report's description says so",
+    )
     p.add_argument(
         "--storage",
         metavar="URL",
