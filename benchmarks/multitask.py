@@ -9,6 +9,8 @@ Random backbone weights (speed and memory do not depend on them); T vpt-deep tas
                per-task, varlen (packed, no padding) or auto (the calibrated cost model's choice)
   single       the longest-prompt task's own AdaptedModel on a batch of the same size (one task, no padding)
   sub-batch    each task's own AdaptedModel on its share of the batch, one task after the other
+Throughput is each variant's fastest call over interleaved rounds (other jobs on a shared machine only add time
+to a call); the mean over all calls is reported too. The planner is calibrated first, as ``vptune serve`` does.
 Memory (parameter and buffer bytes held) of a bank of T vpt-deep tasks and of T LoRA tasks against one
 backbone, on ``--memory-model`` (default: the timed model).
 """
@@ -36,8 +38,8 @@ from vptune.tasks.multitask import MultiTaskModel
 from vptune.tasks.planner import PLANS, Segment
 
 
-def throughput(fn: Callable[[], object], images: int, device: torch.device, min_seconds: float) -> float:
-    """Images per second of ``fn`` (after two warm-up calls), timed over at least ``min_seconds``."""
+def call_times(fn: Callable[[], object], device: torch.device, min_seconds: float) -> list[float]:
+    """Seconds of each call of ``fn`` (after two warm-up calls), over at least ``min_seconds`` and 3 calls."""
 
     def sync() -> None:
         if device.type == "cuda":
@@ -46,14 +48,13 @@ def throughput(fn: Callable[[], object], images: int, device: torch.device, min_
     for _ in range(2):
         fn()
     sync()
-    runs, start = 0, time.perf_counter()
-    while True:
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(times) < 3:
+        t0 = time.perf_counter()
         fn()
-        runs += 1
         sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds and runs >= 3:
-            return runs * images / elapsed
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def tensor_bytes(module: torch.nn.Module) -> int:
@@ -108,26 +109,30 @@ def time_batch(args: argparse.Namespace, bank: MultiTaskModel, own: dict, specs:
 
     variants = {f"plan:{k}": with_plan(k) for k in PLANS if k in plans}
     variants |= {"single": lambda: own[longest](images), "sub-batch": lambda: [own[n](x) for n, x in shares.items()]}
-    rounds: dict[str, list[float]] = {key: [] for key in variants}
+    rounds: dict[str, list[list[float]]] = {key: [] for key in variants}  # per round, every call's seconds
     with torch.inference_mode():
         for r in range(args.rounds):  # interleaved rounds: a busy machine slows every variant alike
             for key, fn in variants.items():
-                rounds[key].append(throughput(fn, batch, device, args.seconds))
-            print(f"batch {batch} round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rounds.items()))
+                rounds[key].append(call_times(fn, device, args.seconds))
+            line = ", ".join(f"{k} {batch * len(v[-1]) / sum(v[-1]):.1f}" for k, v in rounds.items())
+            print(f"batch {batch} round {r + 1} (images/s): {line}", flush=True)
         diffs = {}
         for kind in (k for k in PLANS if k in plans):
             bank.set_plan(kind)
             mixed = bank(images, names)
             ref = [own[n](images[i : i + 1])[0] for i, n in enumerate(names)]
             diffs[kind] = max(float((a.float() - b.float()).abs().max()) for a, b in zip(mixed, ref))
-    speed = {key: float(np.median(v)) for key, v in rounds.items()}
+    # the fastest call of each variant: other jobs on a shared machine only ever add time to a call
+    speed = {key: batch / min(min(r) for r in v) for key, v in rounds.items()}
+    median = {key: batch * len(sum(v, [])) / sum(sum(v, [])) for key, v in rounds.items()}
     auto = speed["plan:auto"]
     return {
         "batch": batch,
         "images_per_s": {k: round(v, 1) for k, v in speed.items()},
+        "images_per_s_mean_over_calls": {k: round(v, 1) for k, v in median.items()},
         "planner_choice": choice.describe(),
         "predicted_ms": {k: round(1000 * p.cost, 3) for k, p in plans.items()} | {"auto": round(1000 * choice.cost, 3)},
-        "measured_ms": {k: round(1000 * batch / speed[f"plan:{k}"], 3) for k in plans},
+        "measured_ms": {k: round(1000 * batch / speed[f"plan:{k}"], 3) for k in plans},  # fastest call
         "auto_vs_sub_batches": round(auto / speed["sub-batch"], 3),
         "auto_vs_single_longest": round(auto / speed["single"], 3),
         "padded_vs_sub_batches": round(speed["plan:padded"] / speed["sub-batch"], 3),
@@ -166,7 +171,14 @@ def main() -> None:
             own[name] = attach_task(read_task(path), vit, bank.digest).to(device, args.torch_dtype).eval()
     start = time.perf_counter()
     cost = bank.calibrate()
-    calibration = {"seconds": round(time.perf_counter() - start, 2), "a": cost.a, "b": cost.b, "c": cost.c, "v": cost.v}
+    calibration = {
+        "seconds": round(time.perf_counter() - start, 2),
+        "a": cost.a,
+        "b": cost.b,
+        "c": cost.c,
+        "v": cost.v,
+        "r": cost.r,
+    }
     report = {
         "model": args.model,
         "device": str(device),

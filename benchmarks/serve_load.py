@@ -163,7 +163,9 @@ def main() -> None:
     report = {
         "clients": args.clients,
         "tasks": {name: method for name, (method, _) in TASKS.items()},
-        "planner_cost_model": None if cost is None else {"a": cost.a, "b": cost.b, "c": cost.c, "v": cost.v},
+        "planner_cost_model": None
+        if cost is None
+        else {"a": cost.a, "b": cost.b, "c": cost.c, "v": cost.v, "r": cost.r},
         "plans": {plan: summary(*run) for plan, run in runs.items()},
         "planner_choices": bank.planner.chosen,
         "torch_threads": torch.get_num_threads(),

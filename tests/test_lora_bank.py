@@ -7,11 +7,18 @@ import copy
 
 import pytest
 import torch
-from test_multitask import make_images, micro_backbone, reference, save_tiny_task
+from test_multitask import fresh_model, make_images, micro_backbone, reference, save_tiny_task
 
 from vptune.backbones import wrap_backbone
 from vptune.methods import build_method
-from vptune.tasks.lora_bank import LoraWeights, linear_at, per_sample_lora, shallow_copy, shares_with_lora
+from vptune.tasks.lora_bank import (
+    LoraWeights,
+    linear_at,
+    only_lora_tensors,
+    per_sample_lora,
+    shallow_copy,
+    shares_with_lora,
+)
 from vptune.tasks.multitask import MultiTaskModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,20 +87,39 @@ def test_shallow_copy_shares_tensors_but_not_modules():
     assert isinstance(vit.blocks[0].attn.qkv, torch.nn.Linear)
 
 
-@pytest.mark.parametrize(
-    ("method", "names", "expected"),
-    [
-        ({"name": "lora"}, ["backbone.blocks.0.attn.qkv.lora_A.weight", "head.fc.weight"], True),
-        ({"name": "lora"}, ["backbone.blocks.11.mlp.fc2.lora_B.weight"], True),
-        ({"name": "lora"}, ["backbone.blocks.0.attn.qkv.lora_A.weight", "backbone.norm.bias"], False),
-        ({"name": "bias"}, ["backbone.blocks.0.attn.qkv.bias"], False),
-        ({"name": "adapter"}, ["backbone.blocks.0.mlp.fc1.lora_A.weight"], False),
-    ],
-)
-def test_which_tasks_share_with_lora(method, names, expected):
+@pytest.mark.parametrize(("method", "expected"), [({"name": "lora"}, True), ({"name": "bias"}, False)])
+def test_which_methods_may_share_with_lora(method, expected):
     vit, _ = micro_backbone()
     arch = wrap_backbone(vit, NAME)
-    assert shares_with_lora(build_method(method, arch.info), names, arch) is expected
+    assert shares_with_lora(build_method(method, arch.info), arch) is expected
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["backbone.blocks.0.attn.qkv.lora_A.weight", "backbone.blocks.0.attn.qkv.lora_B.weight", "head.weight"], True),
+        (["backbone.blocks.5.attn.qkv.lora_B.weight"], True),
+        (["backbone.blocks.0.mlp.fc1.lora_A.weight"], False),  # fc1 is not wrapped in this model
+        (["backbone.blocks.0.attn.qkv.lora_A.weight", "backbone.norm.bias"], False),  # a changed backbone tensor
+    ],
+)
+def test_only_lora_tensors(names, expected):
+    model = fresh_model({"name": "lora", "targets": ["qkv"]}, 2)
+    assert only_lora_tensors(model.backbone, names) is expected
+
+
+def test_a_lora_task_with_other_backbone_tensors_gets_a_private_copy(tmp_path, monkeypatch):
+    from vptune.tasks import multitask
+
+    path = save_tiny_task(tmp_path / "odd", {"name": "lora", "rank": 2}, 2, seed=0)
+    monkeypatch.setattr(multitask, "only_lora_tensors", lambda backbone, names: False)
+    bank = MultiTaskModel.from_dirs({"odd": path})
+    assert bank.tasks[0]["mode"] == "isolated" and "backbone" in bank.tasks[0]["isolated_reason"]
+    assert bank.memory_bytes()["tasks"] > bank.memory_bytes()["backbone"]  # a whole copy
+    images = make_images(2)
+    with torch.no_grad():
+        got = torch.stack(bank(bank.preprocess(images), ["odd", "odd"]))
+        torch.testing.assert_close(got, reference(path).logits(images), atol=1e-4, rtol=1e-4)
 
 
 def test_eight_lora_tasks_hold_one_backbone(tmp_path):

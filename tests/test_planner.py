@@ -99,6 +99,7 @@ def test_candidates_and_fixed_modes():
     ("kwargs", "match"),
     [
         ({"a": -1.0, "b": 0.0, "c": 0.0, "depth": 1}, "use a, b, c, v >= 0"),
+        ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "r": 0.0}, "r > 0"),
         ({"a": 0.0, "b": 0.0, "c": 1.0, "depth": 1}, r"\(a or b > 0\)"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 0}, "depth >= 1"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "v": -1.0}, "v=-1.0"),
@@ -143,7 +144,7 @@ def test_calibrate_blocks_measures_the_backbone(caplog):
 
 def test_calibrate_passes_recovers_a_known_machine(monkeypatch):
     """Timings replaced by a known cost model: the fit must give back its a, b, c and v."""
-    truth = CostModel(2e-6, 3e-9, 1e-3, depth=6, v=5e-4)
+    truth = CostModel(2e-6, 3e-9, 1e-3, depth=6, v=5e-4, r=1.3)
     last: list = []
 
     def fake_time(fn, repeats):
@@ -157,7 +158,7 @@ def test_calibrate_passes_recovers_a_known_machine(monkeypatch):
     cost = calibrate_passes(
         lambda segs, packed: last.__setitem__(slice(None), [segs, packed]), SPREAD, depth=6, base_tokens=65, packed=True
     )
-    for name in "abcv":
+    for name in "abcvr":
         assert getattr(cost, name) == pytest.approx(getattr(truth, name), rel=1e-6, abs=1e-12)
     with pytest.raises(ConfigError, match="one prompt length"):
         calibrate_passes(lambda *a: None, SPREAD[:1], depth=6, base_tokens=65)

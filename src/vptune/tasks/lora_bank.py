@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -28,19 +27,23 @@ from ..backbones import Backbone
 from ..methods import Method
 from ..methods.lora import TARGET_PATHS, LoRALinear
 
-LORA_TENSOR = re.compile(r"^backbone\.blocks\.\d+\.(attn|mlp)\.(qkv|proj|fc1|fc2)\.lora_[AB]\.weight$")
+
+def shares_with_lora(method: Method, arch: Backbone) -> bool:
+    """Whether a task may run per sample on the shared backbone: a LoRA task on a token family with masked
+    attention (its artifact is then checked by :func:`only_lora_tensors` once attached)."""
+    return method.name == "lora" and arch.token_prompts and arch.masked_attention
 
 
-def shares_with_lora(method: Method, tensor_names: Sequence[str], arch: Backbone) -> bool:
-    """Whether a task can run per sample on the shared backbone: a LoRA task on a token family with masked
-    attention whose backbone tensors are only LoRA matrices of the blocks' Linear layers."""
-    backbone_tensors = [n for n in tensor_names if n.startswith("backbone.")]
-    return (
-        method.name == "lora"
-        and arch.token_prompts
-        and arch.masked_attention
-        and all(LORA_TENSOR.match(n) for n in backbone_tensors)
-    )
+def only_lora_tensors(backbone: nn.Module, tensor_names: Sequence[str]) -> bool:
+    """Whether the artifact's backbone tensors are exactly LoRA matrices of ``backbone``'s wrapped layers (found
+    by module type, after the task was attached): nothing else in the backbone differs from the shared one."""
+    lora = {
+        f"backbone.{name}.{part}.weight"
+        for name, module in backbone.named_modules()
+        if isinstance(module, LoRALinear)
+        for part in ("lora_A", "lora_B")
+    }
+    return {n for n in tensor_names if n.startswith("backbone.")} <= lora
 
 
 def shallow_copy(module: nn.Module) -> nn.Module:

@@ -33,7 +33,7 @@ from ..data.images import load_image
 from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
-from .lora_bank import LoraWeights, per_sample_lora, shallow_copy, shares_with_lora
+from .lora_bank import LoraWeights, only_lora_tensors, per_sample_lora, shallow_copy, shares_with_lora
 from .planner import BatchPlanner, CostModel, Segment, calibrate_blocks, calibrate_passes, check_mode
 from .varlen import packable, run_packed
 
@@ -220,9 +220,11 @@ class MultiTaskModel(nn.Module):
             raise ArtifactError(f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged") from None
         method = build_method(task.method, self.info)
         blocker = shared_pass_blocker(method, tensor_names, self.arch)
-        lora = blocker is not None and shares_with_lora(method, tensor_names, self.arch)  # per sample, shared
+        lora = blocker is not None and shares_with_lora(method, self.arch)  # per sample on the shared backbone
         vit = backbone if blocker is None else shallow_copy(backbone) if lora else copy.deepcopy(backbone)
         model = attach_task(task, vit, digest).to(self.device).eval()
+        if lora and not only_lora_tensors(model.backbone, tensor_names):  # it changes more: a private copy
+            lora, model = False, attach_task(task, copy.deepcopy(backbone), digest).to(self.device).eval()
         modules = {"method": model.method, "head": model.head}
         if lora:
             blocker, modules["lora"] = None, LoraWeights.from_model(model.arch)  # the structural copy is dropped

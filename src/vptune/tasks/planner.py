@@ -55,6 +55,7 @@ class CostModel:
         depth: Blocks per pass.
         v: Seconds per task segment of a packed (varlen) pass on top of its tokens (one attention call per
             segment and block); 0: packed passes are not priced (auto never picks them).
+        r: Token cost of a packed pass relative to a padded one (packing copies the tokens at every block).
         source: Where the figures come from (``calibrated``, ``given``, ``flops``).
     """
 
@@ -63,13 +64,14 @@ class CostModel:
     c: float
     depth: int
     v: float = 0.0
+    r: float = 1.0
     source: str = "given"
 
     def __post_init__(self) -> None:
-        if min(self.a, self.b, self.c, self.v) < 0 or self.depth < 1 or self.a + self.b == 0:
+        if min(self.a, self.b, self.c, self.v) < 0 or self.depth < 1 or self.a + self.b == 0 or self.r <= 0:
             raise ConfigError(
-                f"planner cost model: a={self.a}, b={self.b}, c={self.c}, v={self.v}, depth={self.depth}; use "
-                "a, b, c, v >= 0 (a or b > 0) and depth >= 1"
+                f"planner cost model: a={self.a}, b={self.b}, c={self.c}, v={self.v}, r={self.r}, depth={self.depth}; "
+                "use a, b, c, v >= 0 (a or b > 0), r > 0 and depth >= 1"
             )
 
     def pass_cost(self, samples: int, length: int) -> float:
@@ -79,7 +81,7 @@ class CostModel:
     def packed_cost(self, segments: Sequence[tuple[int, int]]) -> float:
         """Predicted seconds of one packed pass over ``(samples, length)`` segments (no padding)."""
         tokens = sum(s * (self.a * n + self.b * n * n) for s, n in segments)
-        return self.c + self.depth * tokens + self.v * len(segments)
+        return self.c + self.r * self.depth * tokens + self.v * len(segments)
 
     @classmethod
     def from_flops(cls, embed_dim: int, depth: int, mlp_ratio: float = 4.0) -> CostModel:
@@ -108,8 +110,9 @@ class Plan:
     cost: float
 
     def describe(self) -> str:
-        """One line, e.g. ``auto: [t0,t1 | P=8] [t2 | P=50] (1.2 ms predicted)``."""
-        parts = [f"[{','.join(s.name for s in p)} | P={max(s.length for s in p)}]" for p in self.passes]
+        """One line, e.g. ``auto: [t0,t1 | P=8] [t2 | P=50] (1.2 ms predicted)`` (varlen: ``| packed, longest 50``)."""
+        width = "packed, longest " if self.kind == "varlen" else "P="
+        parts = [f"[{','.join(s.name for s in p)} | {width}{max(s.length for s in p)}]" for p in self.passes]
         return f"{self.kind}: {' '.join(parts)} ({1000 * self.cost:.3g} ms predicted)"
 
 
@@ -248,8 +251,9 @@ def calibrate_passes(
     """Time real passes of the loaded tasks and fit :class:`CostModel` (logged at info level).
 
     Single-task passes of the shortest, a middle and the longest prompt at every batch size give ``a, b, c``
-    (:func:`fit_cost`); with ``packed``, a packed pass over up to 8 tasks against one over a single task gives
-    the cost ``v`` of each extra segment. Each point is the fastest of ``repeats`` calls.
+    (:func:`fit_cost`); with ``packed``, packed passes over up to 8 tasks with one and with ``max(batches)``
+    samples each give the packed token factor ``r`` and the cost ``v`` per segment. Each point is the fastest of
+    ``repeats`` calls.
 
     Args:
         run: Runs one pass (see :data:`PassFn`).
@@ -271,24 +275,27 @@ def calibrate_passes(
             one = [Segment(t.name, b, t.length)]
             points.append((b, base_tokens + t.length, _time(lambda one=one: run(one, False), repeats)))
     fitted = fit_cost(points, depth)
-    v = 0.0
-    if packed:
-        segs = [Segment(t.name, 1, t.length) for t in tasks if t.packable][:8]
-        extra = []  # measured minus predicted tokens, for one segment and for all
-        for group in (segs[:1], segs):
-            measured = _time(lambda group=group: run(group, True), repeats)
-            extra.append(measured - fitted.packed_cost([(1, base_tokens + t.length) for t in group]))
-        v = max((extra[1] - extra[0]) / max(len(segs) - 1, 1), 1e-9)  # > 0: packed passes are priced
-    fitted = CostModel(fitted.a, fitted.b, fitted.c, depth, v=v, source="calibrated")
+    v, r = 0.0, 1.0
+    packable = [t for t in tasks if t.packable][:8]
+    if packed and len(packable) > 1:
+        times, tokens = [], []  # packed passes with 1 and max(batches) samples per task
+        for count in (1, max(max(batches), 2)):
+            group = [Segment(t.name, count, t.length) for t in packable]
+            times.append(_time(lambda group=group: run(group, True), repeats))
+            tokens.append(fitted.packed_cost([(count, base_tokens + t.length) for t in group]) - fitted.c)
+        r = max((times[1] - times[0]) / (tokens[1] - tokens[0]), 1e-3)
+        v = max((times[0] - fitted.c - r * tokens[0]) / len(packable), 1e-9)  # > 0: packed passes are priced
+    fitted = CostModel(fitted.a, fitted.b, fitted.c, depth, v=v, r=r, source="calibrated")
     log.info(
         "planner calibrated on %d passes in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass, "
-        "v=%.3g s/packed segment",
+        "v=%.3g s/packed segment, r=%.3g (packed token cost)",
         len(points) + 2 * packed,
         time.perf_counter() - start,
         fitted.a,
         fitted.b,
         fitted.c,
         fitted.v,
+        fitted.r,
     )
     return fitted
 
