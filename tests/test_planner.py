@@ -147,14 +147,14 @@ def test_calibrate_passes_recovers_a_known_machine(monkeypatch):
     truth = CostModel(2e-6, 3e-9, 1e-3, depth=6, v=5e-4, r=1.3)
     last: list = []
 
-    def fake_time(fn, repeats):
+    def fake_time(fn):
         fn()
         segments, packed = last
         if packed:
             return truth.packed_cost([(s.count, 65 + s.length) for s in segments])
         return truth.pass_cost(sum(s.count for s in segments), 65 + max(s.length for s in segments))
 
-    monkeypatch.setattr(planner_module, "_time", fake_time)
+    monkeypatch.setattr(planner_module, "_sweep", lambda jobs, repeats: [fake_time(job) for job in jobs])
     cost = calibrate_passes(
         lambda segs, packed: last.__setitem__(slice(None), [segs, packed]), SPREAD, depth=6, base_tokens=65, packed=True
     )
@@ -217,3 +217,17 @@ def test_bank_calibrates_on_its_own_tasks(bank, caplog):
         cost = bank.calibrate(batches=(1, 2), repeats=1)
     assert bank.planner.cost is cost and cost.source == "calibrated" and cost.v > 0  # the micro ViT packs
     assert "planner calibrated on 8 passes" in caplog.text  # 3 lengths x 2 batches + 2 packed passes
+
+
+def test_serve_config_sets_the_plan(bank):
+    pytest.importorskip("fastapi")
+    from vptune.serve.app import create_app
+    from vptune.serve.config import ServeConfig
+
+    create_app(bank, plan="per-task")
+    assert bank.planner.mode == "per-task"
+    with pytest.raises(ConfigError, match="field 'plan'"):
+        ServeConfig(plan="fast")
+    with pytest.raises(ConfigError, match="planner mode 'fast' is unknown"):
+        bank.set_plan("fast")
+    assert bank.planner.mode == "per-task"

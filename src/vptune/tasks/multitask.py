@@ -279,7 +279,7 @@ class MultiTaskModel(nn.Module):
                 for n, g in groups.items()
                 if n not in isolated
             ]
-            plan = self._planner().plan(shared) if shared else None
+            plan = self._planner(shared).plan(shared) if shared else None
             passes, packed = (plan.passes, plan.kind == "varlen") if plan else ((), False)  # segments per pass
             order = [i for n in [s.name for p in passes for s in p] + isolated for i in groups[n]]
             out: list[torch.Tensor] = []
@@ -292,10 +292,11 @@ class MultiTaskModel(nn.Module):
         by_sample = dict(zip(order, out))
         return [by_sample[i] for i in range(len(names))]
 
-    def _planner(self) -> BatchPlanner:
-        """The planner, calibrated on this machine first if its choice needs a measured cost model."""
+    def _planner(self, segments: Sequence[Segment]) -> BatchPlanner:
+        """The planner, calibrated on this machine first if its choice for ``segments`` needs a measured model."""
         assert self.planner is not None
-        if self.planner.mode == "auto" and self.planner.cost.source == "flops":
+        choice = len({s.length for s in segments}) > 1  # one prompt length: one padded pass, nothing to price
+        if choice and self.planner.mode == "auto" and self.planner.cost.source == "flops":
             self.calibrate()
         return self.planner
 

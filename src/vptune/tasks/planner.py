@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -203,24 +204,31 @@ class BatchPlanner:
 
 def _time(fn: Callable[[], object], repeats: int) -> float:
     """Fastest seconds of ``fn()`` over ``repeats`` calls after one warm-up call (other load only adds time)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return _sweep([fn], repeats)[0]
+
+
+def _sweep(jobs: Sequence[Callable[[], object]], repeats: int) -> list[float]:
+    """Fastest seconds of each job over ``repeats`` interleaved sweeps (after one warm-up sweep)."""
+    best = [float("inf")] * len(jobs)
+    for sweep in range(repeats + 1):
+        for k, job in enumerate(jobs):
+            start = time.perf_counter()
+            job()
+            if sweep:
+                best[k] = min(best[k], time.perf_counter() - start)
+    return best
 
 
 def fit_cost(points: Sequence[tuple[int, int, float]], depth: int) -> CostModel:
-    """Least-squares ``a, b, c >= 0`` from measured ``(samples, length, seconds)`` of whole passes.
+    """Least-squares ``a, b, c >= 0`` (relative errors) from measured ``(samples, length, seconds)`` of passes.
 
     Coefficients the unconstrained fit makes negative are fixed at zero and the rest refitted.
     """
     if len(points) < 3:
         raise ConfigError(f"planner calibration: {len(points)} points measured; give at least 3")
-    rows = torch.tensor([[depth * s * n, depth * s * n * n, 1.0] for s, n, _ in points], dtype=torch.float64)
-    target = torch.tensor([[t] for _, _, t in points], dtype=torch.float64)
+    weight = torch.tensor([[1.0 / max(t, 1e-12)] for *_, t in points], dtype=torch.float64)  # relative errors
+    rows = weight * torch.tensor([[depth * s * n, depth * s * n * n, 1.0] for s, n, _ in points], dtype=torch.float64)
+    target = weight * torch.tensor([[t] for _, _, t in points], dtype=torch.float64)
     active = [0, 1, 2]
     while True:
         coef = torch.linalg.lstsq(rows[:, active], target).solution.flatten().tolist()
@@ -245,15 +253,15 @@ def calibrate_passes(
     depth: int,
     base_tokens: int,
     batches: Sequence[int] = (1, 8),
-    repeats: int = 3,
+    repeats: int = 5,
     packed: bool = False,
 ) -> CostModel:
     """Time real passes of the loaded tasks and fit :class:`CostModel` (logged at info level).
 
     Single-task passes of the shortest, a middle and the longest prompt at every batch size give ``a, b, c``
     (:func:`fit_cost`); with ``packed``, packed passes over up to 8 tasks with one and with ``max(batches)``
-    samples each give the packed token factor ``r`` and the cost ``v`` per segment. Each point is the fastest of
-    ``repeats`` calls.
+    samples each give the packed token factor ``r`` and the cost ``v`` per segment. Each point is its fastest
+    call over ``repeats`` interleaved sweeps of all points.
 
     Args:
         run: Runs one pass (see :data:`PassFn`).
@@ -268,28 +276,26 @@ def calibrate_passes(
     ordered = sorted({t.length: t for t in tasks}.values(), key=lambda t: t.length)  # one task per length
     if len(ordered) < 2:
         raise ConfigError("planner calibration: the tasks have one prompt length; there is nothing to plan")
-    picks = sorted({0, len(ordered) // 2, len(ordered) - 1})
-    points = []
-    for t in (ordered[k] for k in picks):
-        for b in batches:
-            one = [Segment(t.name, b, t.length)]
-            points.append((b, base_tokens + t.length, _time(lambda one=one: run(one, False), repeats)))
-    fitted = fit_cost(points, depth)
-    v, r = 0.0, 1.0
+    picks = [ordered[k] for k in sorted({0, len(ordered) // 2, len(ordered) - 1})]
+    singles = [[Segment(t.name, b, t.length)] for t in picks for b in batches]
     packable = [t for t in tasks if t.packable][:8]
-    if packed and len(packable) > 1:
-        times, tokens = [], []  # packed passes with 1 and max(batches) samples per task
-        for count in (1, max(max(batches), 2)):
-            group = [Segment(t.name, count, t.length) for t in packable]
-            times.append(_time(lambda group=group: run(group, True), repeats))
-            tokens.append(fitted.packed_cost([(count, base_tokens + t.length) for t in group]) - fitted.c)
+    packed = packed and len(packable) > 1
+    counts = (1, max(max(batches), 2)) if packed else ()  # packed passes with 1 and max(batches) samples per task
+    groups = [[Segment(t.name, count, t.length) for t in packable] for count in counts]
+    jobs = [partial(run, p, False) for p in singles] + [partial(run, g, True) for g in groups]
+    times = _sweep(jobs, repeats)  # interleaved: a load spike slows every point alike
+    fitted = fit_cost([(p[0].count, base_tokens + p[0].length, t) for p, t in zip(singles, times)], depth)
+    v, r = 0.0, 1.0
+    if packed:
+        times = times[len(singles) :]
+        tokens = [fitted.packed_cost([(s.count, base_tokens + s.length) for s in g]) - fitted.c for g in groups]
         r = max((times[1] - times[0]) / (tokens[1] - tokens[0]), 1e-3)
         v = max((times[0] - fitted.c - r * tokens[0]) / len(packable), 1e-9)  # > 0: packed passes are priced
     fitted = CostModel(fitted.a, fitted.b, fitted.c, depth, v=v, r=r, source="calibrated")
     log.info(
         "planner calibrated on %d passes in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass, "
         "v=%.3g s/packed segment, r=%.3g (packed token cost)",
-        len(points) + 2 * packed,
+        len(jobs),
         time.perf_counter() - start,
         fitted.a,
         fitted.b,
