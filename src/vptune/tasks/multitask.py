@@ -320,13 +320,15 @@ class MultiTaskModel(nn.Module):
             for s, (e, method, count) in enumerate(zip(entries, methods, counts)):
                 seg = x[starts[-1] : starts[-1] + count, n : n + width]  # (count, P, D)
                 prompts = method.prompts_for_block(index, count) if e.length else None  # (count, p, D)
-                if prompts is not None:
-                    seg = torch.cat([prompts.to(x.dtype), seg[:, e.length :]], dim=1)  # (count, P, D)
+                if prompts is not None:  # the whole block when p == P (no copy of the padding)
+                    prompts = prompts.to(x.dtype)
+                    seg = prompts if e.length == width else torch.cat([prompts, seg[:, e.length :]], dim=1)
                     changed, touched, valid[s] = changed or valid[s] != e.length, True, e.length
                 parts.append(seg)
                 starts.append(starts[-1] + count)
-            if touched:
-                x = torch.cat([x[:, :n], torch.cat(parts, dim=0), x[:, n + width :]], dim=1)  # (b, n+P+patches, D)
+            if touched:  # one copy of the features per block, as in a task's own forward
+                block = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # (b, P, D)
+                x = torch.cat([x[:, :n], block, x[:, n + width :]], dim=1)  # (b, n + P + patches, D)
             if changed:  # a task inserted its prompts: recompute the key mask
                 rows = torch.tensor([v for v, c in zip(valid, counts) for _ in range(c)], device=x.device)  # (b,)
                 keep = (keys < n) | (keys >= n + width) | (keys - n < rows[:, None])  # (b, N): True = attend
@@ -338,7 +340,10 @@ class MultiTaskModel(nn.Module):
         with per_sample_lora(arch, list(zip(starts, counts, loras))):  # LoRA tasks' updates on their own rows
             x = arch.finish(arch.run_blocks(x, before_block=insert_prompts, attn_mask=lambda _index: mask[0]))
         parts = [x[s : s + c] for s, c in zip(starts, counts)]
-        tokens = [torch.cat([xs[:, : n + e.length], xs[:, n + width :]], dim=1) for xs, e in zip(parts, entries)]
+        tokens = [
+            xs if e.length == width else torch.cat([xs[:, : n + e.length], xs[:, n + width :]], dim=1)
+            for xs, e in zip(parts, entries)
+        ]
         return self._heads(images, segments, tokens)  # padding dropped: (count, n + p + patches, D) per task
 
     def _forward_packed(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
