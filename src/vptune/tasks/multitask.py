@@ -302,6 +302,8 @@ class MultiTaskModel(nn.Module):
 
     def _forward_shared(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
         """One backbone pass over task-contiguous segments ``(name, count)`` of ``images``."""
+        if len(segments) == 1:
+            return self._forward_alone(images, segments[0][0])
         arch, n = self.arch, self.info.num_prefix_tokens
         entries = [self.entries[name] for name, _ in segments]
         methods = [self.task_modules[name]["method"] for name, _ in segments]
@@ -345,6 +347,14 @@ class MultiTaskModel(nn.Module):
             for xs, e in zip(parts, entries)
         ]
         return self._heads(images, segments, tokens)  # padding dropped: (count, n + p + patches, D) per task
+
+    def _forward_alone(self, images: torch.Tensor, name: str) -> list[torch.Tensor]:
+        """One task's pass, the way its own AdaptedModel runs (no padding, no mask, no bookkeeping)."""
+        arch, method, lora = self.arch, self.task_modules[name]["method"], self.task_modules[name]
+        lora = lora["lora"] if "lora" in lora else None
+        with per_sample_lora(arch, [(0, images.shape[0], lora)]):
+            x = arch.finish(arch.run_blocks(method.embed(arch, images), before_block=method.before_block))
+        return self._heads(images, [(name, images.shape[0])], [x])
 
     def _forward_packed(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
         """One pass without padding (:func:`~vptune.tasks.varlen.run_packed`) over task-contiguous segments."""
