@@ -90,7 +90,7 @@ def test_config_lists_every_key(capsys):
 
     expected = {"out", "method.name"} | {
         f"{section}.{name}"
-        for section in ("model", "data", "optim", "train")
+        for section in ("model", "data", "optim", "train", "seg")
         for name in RunConfig.model_fields[section].annotation.model_fields
     }
     expected |= {f"method.{name}" for cls in METHODS.values() for name in cls.config_cls.model_fields if name != "name"}

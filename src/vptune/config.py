@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .methods import MethodConfig, get_method, parse_method_config
 from .methods.base import format_validation_error
 from .run_folder import default_out
+from .seg.config import SegConfig
 from .unset import UNSET
 
 DEFAULT_METHOD = "vpt-deep"
@@ -41,7 +42,14 @@ class ModelConfig(_Section):
 
 
 class DataConfig(_Section):
-    spec: str = Field("", description="data source: folder:PATH, csv:FILE, offline:NAME, vtab1k:ROOT/TASK, ...")
+    spec: str = Field(
+        "",
+        description="data source: folder:PATH, csv:FILE, offline:NAME, vtab1k:ROOT/TASK, segfolder:ROOT, "
+        "ade20k:ROOT, ...",
+    )
+    task: Literal["auto", "classification", "segmentation"] = Field(
+        "auto", description="auto: what the data source holds (segfolder:, ade20k:, offline:shapes_seg segment)"
+    )
     normalize: Literal["model", "imagenet"] = Field(
         "model", description="mean/std from the model's timm data config, or ImageNet's (the paper's setting)"
     )
@@ -116,6 +124,7 @@ class RunConfig(_Section):
     method: MethodConfig = Field(default_factory=lambda: parse_method_config({"name": DEFAULT_METHOD}))
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    seg: SegConfig = Field(default_factory=SegConfig)
     out: str = Field(
         "runs/train", description="output folder: checkpoints, metrics, task artifact (build_config: runs/DATA-METHOD)"
     )

@@ -61,6 +61,8 @@ def type_name(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Literal:
         return "|".join(str(a) for a in args)
+    if origin in (list, tuple):  # list[int], tuple[float, ...], tuple[float, float]
+        return "list of " + " or ".join(dict.fromkeys(type_name(a) for a in args if a is not Ellipsis))
     if args:
         return " or ".join(type_name(a) for a in args)
     return "none" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))

@@ -31,6 +31,9 @@ class AdaptedModel(nn.Module):
         method: The adaptation method (owns prompts/adapters; may unfreeze backbone parts).
         num_classes: Size of the fresh head.
         backbone_hash: Fingerprint of the backbone's pretrained weights, recorded in artifacts.
+        task: ``classification`` (head on pooled features) or ``segmentation`` (SETR-PUP decoder on the dense
+            map, :mod:`vptune.seg`; ``forward`` then returns (B, K, H, W) logits).
+        decoder: Segmentation decoder options (``channels``, ``num_convs``, ``aux_layers``).
     """
 
     def __init__(
@@ -40,6 +43,8 @@ class AdaptedModel(nn.Module):
         method: Method,
         num_classes: int,
         backbone_hash: str = "",
+        task: str = "classification",
+        decoder: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -52,7 +57,13 @@ class AdaptedModel(nn.Module):
         self.grad_checkpointing = False
         backbone.requires_grad_(False)
         method.attach(self.arch)
-        self.head = method.build_head(info.embed_dim, num_classes)
+        self.task, self.decoder = task, dict(decoder or {})
+        if task == "segmentation":
+            from .seg.model import build_seg_head
+
+            self.head = build_seg_head(method, info, num_classes, self.decoder)
+        else:
+            self.head = method.build_head(info.embed_dim, num_classes)
         self.train()
 
     def train(self, mode: bool = True) -> AdaptedModel:
@@ -104,8 +115,12 @@ class AdaptedModel(nn.Module):
         """Pooled features (B, D) -> logits (B, num_classes)."""
         return self.head(features)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images -> logits (B, num_classes)."""
+    def forward(self, images: torch.Tensor) -> Any:
+        """Images -> logits (B, num_classes); segmentation: (B, K, H, W) (:func:`vptune.seg.model.segment`)."""
+        if self.task == "segmentation":
+            from .seg.model import segment
+
+            return segment(self, images)
         return self.forward_head(self.forward_features(images))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -139,6 +154,8 @@ def build_model(
     pretrained: bool = True,
     weights: str | None = None,
     img_size: int | None = None,
+    task: str = "classification",
+    decoder: dict[str, Any] | None = None,
 ) -> AdaptedModel:
     """Create a timm backbone and wrap it with ``method`` and a fresh ``num_classes`` head.
 
@@ -148,4 +165,5 @@ def build_model(
     vit = create_vit(model_name, pretrained=pretrained, weights=weights, img_size=img_size)
     info = wrap_backbone(vit, model_name).info
     digest = weights_hash(vit)
-    return AdaptedModel(vit, info, build_method(method, info), num_classes, backbone_hash=digest)
+    method_obj = build_method(method, info)
+    return AdaptedModel(vit, info, method_obj, num_classes, backbone_hash=digest, task=task, decoder=decoder)

@@ -44,8 +44,18 @@ class Predictor:
         batch = torch.stack([self.transform(im.convert("RGB")) for im in pil]).to(self.device)
         return self.model(batch).float()
 
+    def segment(self, image: Any, mode: str = "slide") -> np.ndarray:
+        """A segmentation task's (H, W) label map of one image at its own size (``mode``: slide or multiscale)."""
+        from .seg.predict import predict_label_map
+
+        if self.task.task_type != "segmentation":
+            raise DataError(f"task '{self.task.path}' is a classification task; use predict()")
+        return predict_label_map(self, image, mode)
+
     def predict(self, images: Sequence[Any], top_k: int = 5) -> list[list[dict[str, Any]]]:
         """Per image, the ``top_k`` classes as ``{"label", "index", "score"}`` (softmax probability)."""
+        if self.task.task_type == "segmentation":
+            raise DataError(f"task '{self.task.path}' is a segmentation task; use segment() for label maps")
         probs = self.logits(images).softmax(dim=1)
         k = min(top_k, probs.shape[1])
         scores, idx = probs.topk(k, dim=1)
@@ -65,9 +75,11 @@ def evaluate_task(
     device: str = "auto",
     skip_bad_images: bool = False,
     progress: bool = True,
+    mode: str = "slide",
     **backbone: Any,
 ) -> dict[str, Any]:
-    """Accuracy of a saved task on one split of a data source (class names must match the task's)."""
+    """Accuracy of a saved task on one split of a data source (class names must match the task's);
+    a segmentation task: mIoU, pixel accuracy and per-class IoU (``mode``: slide or multiscale)."""
     predictor = Predictor.from_dir(path, device=device, **backbone)
     data = load_data(spec)
     if data.classes != predictor.task.classes:
@@ -75,6 +87,11 @@ def evaluate_task(
             f"data '{spec}' has classes {data.classes[:6]}... but task '{path}' was trained on "
             f"{predictor.task.classes[:6]}...; evaluate on data with the same classes"
         )
+    if predictor.task.task_type == "segmentation":
+        from .seg.predict import evaluate_seg_task
+
+        out = evaluate_seg_task(predictor, data, split, mode=mode, skip_bad_images=skip_bad_images, progress=progress)
+        return {"task": str(path), "data": spec, "split": split, **out}
     ds = ImageDataset(data.split(split), predictor.transform, skip_bad_images)
     autocast, _ = autocast_factory(predictor.device, "auto")
     loader = make_loader(ds, batch_size, shuffle=False)

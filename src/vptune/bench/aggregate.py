@@ -78,7 +78,7 @@ def cells(finals: list[dict[str, Any]]) -> dict[tuple[str, str], Cell]:
     """Group final results by (method, task); seeds become the cell's values (%)."""
     out: dict[tuple[str, str], Cell] = {}
     for r in finals:
-        top1 = r["metrics"].get("test_top1")
+        top1 = r["metrics"].get("test_top1", r["metrics"].get("test_miou"))  # segmentation suites: mIoU
         if top1 is None:
             continue
         cell = out.setdefault((r["method"], r["task"]), Cell(r["method"], r["task"], r["group"]))

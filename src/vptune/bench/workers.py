@@ -169,7 +169,7 @@ def summary_of(record: dict[str, Any]) -> dict[str, Any]:
 
 def score_of(record: dict[str, Any]) -> float:
     metrics = record.get("metrics", {})
-    value = metrics.get("val_top1", metrics.get("test_top1"))
+    value = metrics.get("val_top1", metrics.get("val_miou", metrics.get("test_top1", metrics.get("test_miou"))))
     return float(value) if value is not None else float("nan")
 
 

@@ -56,6 +56,7 @@ RUN_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("model.weights"),
     ConfigFlag("model.pretrained", "--no-pretrained", const=False, help="random backbone weights (tests)"),
     ConfigFlag("data.spec", "--data"),
+    ConfigFlag("data.task", "--task"),
     ConfigFlag("method.name", "--method", help="adaptation method (see `vptune methods`)"),
     ConfigFlag("method.prompt_length"),
     ConfigFlag("train.epochs"),

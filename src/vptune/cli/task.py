@@ -8,6 +8,8 @@ from pathlib import Path
 from ..errors import VptuneError
 from .common import add_backbone_overrides, add_json, add_trust_task_weights, backbone_kwargs, emit
 
+SEG_MODE_HELP = "segmentation tasks: slide (single scale, sliding window) or multiscale (scales 0.5-1.75 + flip)"
+
 
 def data_spec_of(task: str) -> str:
     """The data spec a task was trained on (``task.json``), for ``eval`` without ``--data``."""
@@ -31,9 +33,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
         skip_bad_images=args.skip_bad_images,
         progress=not args.json,
+        mode=args.mode,
         **backbone_kwargs(args),
     )
     skipped = f"; skipped {res['skipped']} unreadable images" if args.skip_bad_images else ""
+    if "miou" in res:  # a segmentation task (docs/segmentation.md)
+        text = f"{args.split} mIoU {res['miou']:.4f}, pixel acc {res['pixel_acc']:.4f} ({res['mode']})"
+        text += f" on {res['n']} images"
+        emit(res, args.json, f"{text} ({res['data']}){skipped}")
+        return 0
     emit(res, args.json, f"{args.split} top1 {res['top1']:.4f} on {res['n']} images ({res['data']}){skipped}")
     return 0
 
@@ -46,6 +54,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise VptuneError(f"--csv '{args.csv}' exists; pass --overwrite to replace it, or choose another file")
     paths = expand_images(args.images)
     predictor = Predictor.from_dir(args.task, device=args.device, **backbone_kwargs(args))
+    if predictor.task.task_type == "segmentation":  # colour + raw label PNGs per image (docs/segmentation.md)
+        from ..seg.predict import write_masks
+
+        rows = write_masks(predictor, paths, args.out_dir, mode=args.mode, overwrite=args.overwrite)
+        emit(rows, args.json, f"wrote {len(rows)} masks (colour *_mask.png, raw *_labels.png) to {args.out_dir}")
+        return 0
     rows = list(
         predict_files(
             predictor, paths, top_k=args.top_k, batch_size=args.batch_size, skip_bad_images=args.skip_bad_images
@@ -84,6 +98,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and report how many")
+    p.add_argument("--mode", choices=["slide", "multiscale"], default="slide", help=SEG_MODE_HELP)
     add_json(p)
     add_backbone_overrides(p)
     add_trust_task_weights(p)
@@ -100,7 +115,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=5, help="classes per image (default: 5)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--csv", help="also write image,label_1,score_1,... rows to this CSV file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file (or mask files)")
+    p.add_argument("--out-dir", default="masks", help="segmentation tasks: folder for the mask PNGs (default: masks)")
+    p.add_argument("--mode", choices=["slide", "multiscale"], default="slide", help=SEG_MODE_HELP)
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and report how many")
     add_json(p)
     add_backbone_overrides(p)

@@ -42,7 +42,11 @@ def collate(items: list[Any]) -> Batch:
     kept = [it for it in items if it is not None]
     if kept:
         images = torch.stack([im for im, _ in kept])
-        labels = torch.tensor([lb for _, lb in kept], dtype=torch.long)
+        labels = (
+            torch.stack([lb for _, lb in kept])  # segmentation: (B, H, W) label maps
+            if isinstance(kept[0][1], torch.Tensor)
+            else torch.tensor([lb for _, lb in kept], dtype=torch.long)
+        )
     else:
         images, labels = torch.empty(0), torch.empty(0, dtype=torch.long)
     batch = Batch((images, labels))

@@ -35,11 +35,14 @@ def vtab_aliases(splits: dict[str, Sequence[Sample]]) -> dict[str, Sequence[Samp
 @register_source("offline")
 def load_offline(arg: str, options: dict[str, Any]) -> TaskData:
     from .offline import get_offline_task, load_offline_task
+    from .offline.shapes_seg import SEG_TASKS, seg_task_data
 
+    if arg in SEG_TASKS:  # segmentation tasks (docs/segmentation.md)
+        return seg_task_data(arg)
     try:
         task = get_offline_task(arg)
     except ValueError as err:
-        raise ConfigError(f"data.spec: {err}") from None
+        raise ConfigError(f"data.spec: {err}; segmentation: {', '.join(SEG_TASKS)}") from None
     arrays = load_offline_task(arg)
     splits = {name: ArraySamples(images, labels) for name, (images, labels) in arrays.items()}
     return TaskData(name=arg, classes=list(task.classes), splits=vtab_aliases(splits))

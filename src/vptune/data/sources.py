@@ -24,6 +24,9 @@ class TaskData:
     classes: list[str]
     splits: dict[str, Sequence[Sample]] = field(default_factory=dict)
     spec: str = ""
+    task: str = "classification"  # or "segmentation": samples are (image, mask) (vptune.seg)
+    reduce_labels: bool = False  # segmentation masks: 0 -> ignore, k -> k - 1 (ADE20K)
+    base_size: int | None = None  # segmentation: short side at evaluation scale 1.0 (None: the crop size)
 
     @property
     def num_classes(self) -> int:
@@ -55,6 +58,7 @@ def load_data(spec: str, **options: Any) -> TaskData:
 
     Options (all optional): ``val_fraction`` (float), ``seed`` (int) for sources that carve a val split.
     """
+    from ..seg import data as seg_data  # noqa: F401  (segfolder:, ade20k:)
     from . import csv_source, fgvc, folder, offline_source, vtab  # noqa: F401  (register sources)
 
     if ":" not in spec:

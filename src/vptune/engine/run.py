@@ -20,6 +20,7 @@ from ..config import RunConfig
 from ..data import ImageDataset, TaskData, build_transform, load_data, make_loader, preprocessing_config
 from ..data.sources import subsample
 from ..model import AdaptedModel, build_model
+from ..seg import engine as seg_engine
 from .cache import CachedTail, cache_start, cached_features
 from .checkpoint import config_fingerprint
 from .compile import maybe_compile
@@ -73,6 +74,8 @@ def prepare(cfg: RunConfig, data: TaskData | None = None) -> tuple[AdaptedModel,
         pretrained=cfg.model.pretrained,
         weights=cfg.model.weights,
         img_size=cfg.model.img_size,
+        task=seg_engine.resolve_task(cfg, data),
+        decoder=cfg.seg.decoder_meta(),
     )
     pre = preprocessing_config(model.backbone, cfg.data.normalize, cfg.data.augment, cfg.data.interpolation)
     return model, data, pre
@@ -125,7 +128,12 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     model.to(device).set_grad_checkpointing(cfg.train.grad_checkpointing)
     batch, skip = per_rank_batch(cfg.train.batch_size, ctx), cfg.data.skip_bad_images
     train_samples = subsample(data.split(cfg.data.train_split), cfg.data.train_fraction, cfg.train.seed)
-    train_ds = ImageDataset(train_samples, build_transform(pre, train=True), skip)
+    seg = model.task == "segmentation"  # vptune.seg: joint image + mask transforms, mIoU evaluation
+    train_ds = (
+        seg_engine.train_dataset(cfg, data, pre, train_samples, skip)
+        if seg
+        else ImageDataset(train_samples, build_transform(pre, train=True), skip)
+    )
     eval_tf = build_transform(pre, train=False)
     summary = describe_run(model, data, cfg, len(train_ds))
     say(
@@ -137,14 +145,14 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     )
     fingerprint = config_fingerprint(cfg.to_dict())
     state = load_checkpoint_everywhere(out, fingerprint, ctx)
-    if state is None:  # data-dependent init (class prototypes, ...) on a fresh run
+    if state is None and not seg:  # data-dependent init (class prototypes, ...) on a fresh run
         init_ds = ImageDataset(train_samples, eval_tf, skip)
         model.method.initialize(model, make_loader(init_ds, cfg.train.batch_size, shuffle=False), device)
 
     seed_base, workers = cfg.train.seed * 100_003, cfg.data.num_workers
     cache_args = {"pre": pre, "device": device, "batch_size": batch, "autocast": autocast, "verbose": ctx.is_main}
     cache_args.update(max_gb=cfg.train.feature_cache_max_gb, num_workers=workers)
-    start = cache_start(model) if cfg.train.feature_cache and pre["augment"] == "none" else None
+    start = cache_start(model) if cfg.train.feature_cache and pre["augment"] == "none" and not seg else None
     train_set = cached_features(model, train_ds, start, **cache_args) if start else None
     start = start if train_set is not None else None
     core: nn.Module = CachedTail(model, start) if start else model
@@ -158,8 +166,12 @@ def build_run(cfg: RunConfig, data: TaskData | None) -> Run:
     val_split = cfg.data.val_split if cfg.data.val_split in data.splits else None
     test_split = cfg.data.test_split if cfg.data.test_split in data.splits else None
 
+    seg_evaluate = seg_engine.split_evaluator(cfg, data, pre, model, device, autocast) if seg else None
+
     def evaluate_split(split: str, desc: str) -> dict[str, Any]:
         """Evaluate on ``split`` (cached features for train/val when caching; the test split runs images)."""
+        if seg_evaluate is not None:  # every rank scores the whole split (no collective needed)
+            return seg_evaluate(split, desc)
         ds = ImageDataset(data.split(split), eval_tf, skip)
         feats = cached_features(model, ds, start, **cache_args) if start and split != test_split else None
         loader = make_loader(shard(ds if feats is None else feats, ctx), batch, shuffle=False, num_workers=workers)

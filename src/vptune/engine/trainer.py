@@ -13,6 +13,8 @@ from ..config import RunConfig
 from ..data import TaskData
 from ..errors import VptuneError
 from ..model import AdaptedModel
+from ..seg import engine as seg_engine
+from ..seg.model import seg_loss
 from .checkpoint import CHECKPOINT_FILE, save_checkpoint
 from .device import flush_denormals
 from .distributed import barrier, order_epoch
@@ -102,6 +104,7 @@ def train(run: Run, on_epoch_end: EpochHook | None = None) -> None:
             desc=f"epoch {epoch + 1}/{run.epochs}",
             ctx=run.ctx,
             empty=run.empty,
+            loss_fn=seg_loss_fn(run),
         )
         record: dict[str, Any] = {"epoch": epoch + 1, "step": run.step, "train": train_metrics}
         last, every = epoch + 1 == run.epochs, tcfg.val_every
@@ -109,7 +112,8 @@ def train(run: Run, on_epoch_end: EpochHook | None = None) -> None:
             record["val"] = run.evaluate_split(run.val_split, "val")
         run.history.append(record)
         run.logger.log(**record)
-        val_txt = f", val top1 {record['val']['top1']:.4f}" if "val" in record else ""
+        key = headline(run)
+        val_txt = f", val {key} {record['val'][key]:.4f}" if "val" in record else ""
         run.say(
             f"epoch {epoch + 1}/{run.epochs}: loss {train_metrics['loss']:.4f}, train top1 "
             f"{train_metrics['top1']:.4f}{val_txt}, {train_metrics['images_per_s']:.0f} img/s"
@@ -118,6 +122,19 @@ def train(run: Run, on_epoch_end: EpochHook | None = None) -> None:
             save_checkpoint(run.out, checkpoint_state(run, epoch))
         if on_epoch_end:
             on_epoch_end(epoch, record)
+
+
+def headline(run: Run) -> str:
+    """The metric a run reports per epoch: ``miou`` for segmentation, else ``top1``."""
+    return "miou" if run.model.task == "segmentation" else "top1"
+
+
+def seg_loss_fn(run: Run) -> Callable[[Any, torch.Tensor, str], torch.Tensor] | None:
+    """Pixel cross-entropy with the auxiliary heads' (segmentation); None: the classification loss."""
+    if run.model.task != "segmentation":
+        return None
+    weight = run.cfg.seg.aux_weight
+    return lambda output, labels, reduction: seg_loss(output, labels, weight, reduction)
 
 
 def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
@@ -141,9 +158,15 @@ def finish(run: Run) -> TrainResult:
 
     cfg, history = run.cfg, run.history
     metrics: dict[str, Any] = {"epochs": run.epochs, "steps": run.step}
+    key = headline(run)
     if history and "val" in history[-1]:
-        metrics["val_top1"] = history[-1]["val"]["top1"]
-    if run.test_split:
+        metrics[f"val_{key}"] = history[-1]["val"][key]
+    if run.test_split and key == "miou":  # segmentation: mIoU, pixel accuracy, per-class IoU
+        test = run.evaluate_split(run.test_split, "test")
+        metrics.update({f"test_{k}": test[k] for k in ("miou", "pixel_acc", "per_class_iou", "mode")})
+        metrics["test_n"] = test["n"]
+        run.logger.log(split="test", **test)
+    elif run.test_split:
         test = run.evaluate_split(run.test_split, "test")
         metrics.update({"test_top1": test["top1"], "test_loss": test["loss"], "test_n": test["n"]})
         if "top5" in test:
@@ -161,6 +184,7 @@ def finish(run: Run) -> TrainResult:
             backbone_source=source,
             metrics=metrics,
             train_config=cfg.to_dict(),
+            task_info=seg_engine.task_meta(cfg, run.data) if key == "miou" else None,
         )
         (run.out / CHECKPOINT_FILE).unlink(missing_ok=True)
     barrier(run.ctx)

@@ -157,6 +157,10 @@ def export_task(
     out_path = Path(out) if out is not None else Path(task_dir) / f"model{fmt.suffix}"
     meta_path = sidecar_path(out_path)
     _refuse_existing([out_path, meta_path], overwrite)
+    from ..tasks import read_task
+
+    if read_task(task_dir).task_type == "segmentation":  # sliding-window inference lives outside the graph
+        raise ExportError(f"task '{task_dir}' is a segmentation task; export supports classification tasks only")
     model, task = load_task(task_dir, device="cpu", **backbone)
     model = model.float().eval()
     batch, source = check_images(task, images) if check else (None, "")

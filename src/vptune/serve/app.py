@@ -20,12 +20,13 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPExcepti
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import VptuneError
+from ..seg.serve import mask_png, seg_result
 from ..tasks.multitask import MultiTaskModel, UnknownTaskError
 from .admin import admin_router
 from .batcher import MicroBatcher, QueueFullError
@@ -238,9 +239,24 @@ def create_app(bank: MultiTaskModel, config: ServeConfig | None = None, **settin
                 images.append(await run_in_threadpool(prepare, data, name))
         logits = await batcher.submit(images, [(t, entries[t]) for t in tasks])
         return [
-            {"task": t, "file": f.filename, "predictions": top_predictions(lg, entries[t].artifact.classes, top_k)}
+            seg_result(t, f.filename, lg, entries[t].artifact.classes)
+            if entries[t].kind == "segmentation"  # a PNG label map (base64), docs/segmentation.md
+            else {"task": t, "file": f.filename, "predictions": top_predictions(lg, entries[t].artifact.classes, top_k)}
             for t, f, lg in zip(tasks, files, logits)
         ]
+
+    @v1.post("/segment", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    async def segment(
+        file: UploadFile = File(..., description="one image"),
+        task: str = Form(..., description="a segmentation task's name"),
+        colour: bool = Form(False, description="colour-coded mask instead of raw class indices"),
+    ) -> Response:
+        """The label map of a segmentation task for one image, as a PNG (class index per pixel, or colours)."""
+        entry = bank.entries.get(bank.resolve([task])[0])
+        if entry is None or entry.kind != "segmentation":
+            raise HTTPException(422, f"field 'task': '{task}' is not a segmentation task; use /v1/predict")
+        result = (await predict_files([file], [task], 1))[0]
+        return Response(mask_png(result["mask_png"], len(entry.artifact.classes), colour), media_type="image/png")
 
     @v1.post("/predict", response_model=None)
     async def predict(

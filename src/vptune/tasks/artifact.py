@@ -55,6 +55,11 @@ class TaskArtifact:
         return dict(self.meta["preprocessing"])
 
     @property
+    def task_type(self) -> str:
+        """``classification`` or ``segmentation`` (field ``task``; absent in classification artifacts)."""
+        return str((self.meta.get("task") or {}).get("type", "classification"))
+
+    @property
     def tensor_bytes(self) -> int:
         return (self.path / TENSOR_FILE).stat().st_size
 
@@ -88,6 +93,7 @@ def save_task(
     backbone_source: dict[str, Any],
     metrics: dict[str, Any] | None = None,
     train_config: dict[str, Any] | None = None,
+    task_info: dict[str, Any] | None = None,
 ) -> TaskArtifact:
     """Write the task folder atomically (tensors first; ``task.json`` last marks it complete).
 
@@ -99,6 +105,7 @@ def save_task(
         backbone_source: How to rebuild the backbone: ``pretrained``, ``weights``, ``img_size``.
         metrics: Final metrics to record.
         train_config: The full run configuration, for provenance.
+        task_info: Field ``task`` (segmentation: decoder, evaluation scale; :class:`vptune.seg.config.TaskKindMeta`).
     """
     out = Path(out_dir)
     if len(classes) != model.num_classes:
@@ -136,6 +143,8 @@ def save_task(
         "metrics": metrics or {},
         "train_config": train_config or {},
     }
+    if task_info:
+        meta["task"] = task_info
     try:
         write_json(out / META_FILE, meta)
     except OSError as err:
@@ -218,7 +227,19 @@ def attach_task(task: TaskArtifact, vit: torch.nn.Module, digest: str) -> Adapte
         method = build_method(task.method, info)
     except (VptuneError, ValueError) as err:
         raise ArtifactError(f"'{task.path / META_FILE}': field 'method': {err}") from None
-    model = AdaptedModel(vit, info, method, len(task.classes), backbone_hash=digest)
+    kind = task.meta.get("task") or {}
+    try:
+        model = AdaptedModel(
+            vit,
+            info,
+            method,
+            len(task.classes),
+            backbone_hash=digest,
+            task=kind.get("type", "classification"),
+            decoder=kind.get("decoder"),
+        )
+    except VptuneError as err:
+        raise ArtifactError(f"'{task.path / META_FILE}': field 'task': {err}") from None
     tensor_path = task.path / TENSOR_FILE
     recorded = (task.meta.get("tensors") or {}).get("sha256")
     if recorded:

@@ -62,12 +62,14 @@ class TaskEntry:
     output: str
     length: int  # prompt tokens after the prefix tokens in the final sequence (0: head-only)
     isolated_reason: str | None
+    kind: str = "classification"  # or "segmentation": the head reads the dense map (vptune.seg)
 
     def info(self) -> dict[str, Any]:
         """JSON-ready description (``mode``: batched = shares the backbone pass, isolated = own backbone)."""
         meta, classes = self.artifact.meta, self.artifact.classes
         return {
             "name": self.name,
+            "task_type": self.kind,
             "classes": classes,
             "num_classes": len(classes),
             "method": meta["method"]["name"],
@@ -231,7 +233,8 @@ class MultiTaskModel(nn.Module):
         with self.lock:
             self._check_new(name, task)  # another add may have won the name or fixed the preprocessing meanwhile
             self.task_modules[name] = model if blocker else nn.ModuleDict(modules)
-            self.entries[name] = TaskEntry(name, task, model.output, int(model.method.prompt_tokens), blocker)
+            length = int(model.method.prompt_tokens)
+            self.entries[name] = TaskEntry(name, task, model.output, length, blocker, task.task_type)
             if self.preprocessing is None:
                 self.preprocessing = task.preprocessing
                 self.transform = build_transform(task.preprocessing, train=False)
@@ -367,6 +370,11 @@ class MultiTaskModel(nn.Module):
         start = 0
         for (name, count), x in zip(segments, tokens):
             e, modules = self.entries[name], self.task_modules[name]
+            if e.kind == "segmentation":  # SETR-PUP on the patch-token map: (count, K, H, W) per task
+                size = (int(images.shape[-2]), int(images.shape[-1]))
+                out.extend(modules["head"](self.arch.dense(x, e.length), size).unbind(0))
+                start += count
+                continue
             feats = self.arch.pool(x, e.output, e.length)  # (count, D)
             feats = modules["method"].after_pool(feats, images[start : start + count])
             out.extend(modules["head"](feats).unbind(0))
@@ -387,8 +395,11 @@ class MultiTaskModel(nn.Module):
         names = self.resolve(task_names)
         return [self.top_k(name, logits, top_k) for name, logits in zip(names, self(batch, names))]
 
-    def top_k(self, name: str, logits: torch.Tensor, k: int) -> list[dict[str, Any]]:
-        """Top-k ``{"label", "index", "score"}`` of one sample's logits for task ``name``."""
+    def top_k(self, name: str, logits: torch.Tensor, k: int) -> Any:
+        """Top-k ``{"label", "index", "score"}`` of one sample's logits for task ``name``; a segmentation task:
+        its (H, W) label map at the bank's input size."""
+        if self.entries[name].kind == "segmentation":
+            return logits.argmax(0)
         probs = logits.float().softmax(dim=0)
         scores, idx = probs.topk(min(k, probs.shape[0]))
         classes = self.entries[name].artifact.classes

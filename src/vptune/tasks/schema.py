@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from safetensors import SafetensorError, safe_open
 
 from ..errors import ArtifactError
+from ..seg.config import TaskKindMeta
 
 FORMAT = "vptune-task"
 FORMAT_VERSION = 1
@@ -111,6 +112,7 @@ class TaskMeta(BaseModel):
     preprocessing: Preprocessing
     metrics: dict[str, Any] = Field(default_factory=dict)
     train_config: dict[str, Any] = Field(default_factory=dict)
+    task: TaskKindMeta | None = None  # absent: classification (segmentation: vptune.seg)
 
     @field_validator("classes")
     @classmethod
