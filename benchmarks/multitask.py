@@ -1,13 +1,18 @@
-"""Mixed-task batches on one backbone vs the alternatives, measured side by side in one run.
+"""Mixed-task batches on one backbone: every plan of the batch planner vs the alternatives, side by side in one run.
 
-    .venv/bin/python benchmarks/multitask.py                      # micro ViT, CPU or GPU
-    .venv/bin/python benchmarks/multitask.py --model vit_base_patch16_224 --batch 64 --device cuda
+    .venv/bin/python benchmarks/multitask.py --threads 1 --rounds 3 --seconds 1 --batch 64 8
+    .venv/bin/python benchmarks/multitask.py --model vit_base_patch16_224 --batch 64 --device cuda --dtype bfloat16
 
-Compares, on the same images (random backbone weights: speed and memory do not depend on them):
-  mixed       one MultiTaskModel pass over a batch mixing T vpt-deep tasks (prompt lengths spread 1..max)
-  single      the longest-prompt task's own AdaptedModel on a batch of the same size (one task, no padding)
-  sub-batch   each task's own AdaptedModel on its share of the batch, one task after the other
-  full/task   one full model per task: memory counted (T backbones + T task tensors), compute = sub-batch
+Random backbone weights (speed and memory do not depend on them); T vpt-deep tasks with prompt lengths spread
+1..max; the batch interleaves the tasks. For each batch size, on the same images:
+  plan:<kind>  the bank with the planner forced to padded (one pass padded to the longest prompt), buckets,
+               per-task, varlen (packed, no padding) or auto (the calibrated cost model's choice)
+  single       the longest-prompt task's own AdaptedModel on a batch of the same size (one task, no padding)
+  sub-batch    each task's own AdaptedModel on its share of the batch, one task after the other
+Throughput is each variant's fastest call over interleaved rounds (other jobs on a shared machine only add time
+to a call); the mean over all calls is reported too. The planner is calibrated first, as ``vptune serve`` does.
+Memory (parameter and buffer bytes held) of a bank of T vpt-deep tasks and of T LoRA tasks against one
+backbone, on ``--memory-model`` (default: the timed model).
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from vptune.methods import build_method
 from vptune.model import AdaptedModel
 from vptune.tasks import read_task, save_task
 from vptune.tasks.artifact import attach_task
+from vptune.tasks.lora_bank import shallow_copy
 from vptune.tasks.multitask import MultiTaskModel
+from vptune.tasks.planner import PLANS, Segment
 
 
-def throughput(fn: Callable[[], object], images: int, device: torch.device, min_seconds: float) -> float:
-    """Images per second of ``fn`` (after two warm-up calls), timed over at least ``min_seconds``."""
+def call_times(fn: Callable[[], object], device: torch.device, min_seconds: float) -> list[float]:
+    """Seconds of each call of ``fn`` (after two warm-up calls), over at least ``min_seconds`` and 3 calls."""
 
     def sync() -> None:
         if device.type == "cuda":
@@ -41,14 +48,13 @@ def throughput(fn: Callable[[], object], images: int, device: torch.device, min_
     for _ in range(2):
         fn()
     sync()
-    runs, start = 0, time.perf_counter()
-    while True:
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(times) < 3:
+        t0 = time.perf_counter()
         fn()
-        runs += 1
         sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds and runs >= 3:
-            return runs * images / elapsed
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def tensor_bytes(module: torch.nn.Module) -> int:
@@ -56,22 +62,83 @@ def tensor_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
-def make_tasks(args: argparse.Namespace, vit: torch.nn.Module, root: Path) -> list[tuple[str, Path, int]]:
-    """Save ``args.tasks`` vpt-deep artifacts with prompt lengths spread over 1..``args.max_len``."""
-    info, digest = describe(args.model, vit), weights_hash(vit)
+def make_tasks(model: str, vit: torch.nn.Module, root: Path, method: str, tasks: int, max_len: int) -> list:
+    """Save ``tasks`` artifacts: vpt-deep with prompt lengths spread over 1..``max_len``, or LoRA rank 8 on qkv."""
+    info, digest = describe(model, vit), weights_hash(vit)
     size = int(vit.patch_embed.img_size[0])
     pre = {"input_size": [size, size], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic"}
     src = {"pretrained": False, "weights": None, "img_size": None}
-    lengths = np.linspace(1, args.max_len, args.tasks).round().astype(int).tolist()
+    lengths = np.linspace(1, max_len, tasks).round().astype(int).tolist()
     out = []
     for i, p in enumerate(lengths):
-        method = build_method({"name": "vpt-deep", "prompt_length": p}, info)
-        model = AdaptedModel(vit, info, method, 10 + i, backbone_hash=digest)
-        path = root / f"t{i}"
+        config = {"name": "vpt-deep", "prompt_length": p} if method == "vpt-deep" else {"name": "lora", "rank": 8}
+        base = vit if method == "vpt-deep" else shallow_copy(vit)  # LoRA wraps Linear layers: not the shared one
+        adapted = AdaptedModel(base, info, build_method(config, info), 10 + i, backbone_hash=digest)
+        path = root / f"{method}{i}"
         classes = [str(c) for c in range(10 + i)]
-        save_task(path, model, classes=classes, preprocessing={**pre, "augment": "none"}, backbone_source=src)
-        out.append((f"t{i}", path, p))
+        save_task(path, adapted, classes=classes, preprocessing={**pre, "augment": "none"}, backbone_source=src)
+        out.append((path.name, path, p if method == "vpt-deep" else 0))
     return out
+
+
+def memory(model: str, method: str, tasks: int, max_len: int) -> dict:
+    """Bytes held by a bank of ``tasks`` tasks against one backbone."""
+    vit = create_vit(model, pretrained=False).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = make_tasks(model, vit, Path(tmp), method, tasks, max_len)
+        bank = MultiTaskModel.from_dirs({name: path for name, path, _ in specs}, backbone=vit, model_name=model)
+    held, backbone = bank.memory_bytes()["total"], tensor_bytes(vit)
+    return {"bank_bytes": held, "backbone_bytes": backbone, "bank_vs_one_backbone": round(held / backbone, 4)}
+
+
+def time_batch(args: argparse.Namespace, bank: MultiTaskModel, own: dict, specs: list, batch: int) -> dict:
+    """Throughput of every variant at one batch size (interleaved rounds, median kept) and the largest error."""
+    device = bank.device
+    size = bank.backbone.patch_embed.img_size
+    images = torch.randn(batch, 3, *size, device=device, dtype=args.torch_dtype)  # (B, 3, H, W)
+    names = [specs[i % len(specs)][0] for i in range(batch)]  # tasks interleaved
+    longest = max(specs, key=lambda s: s[2])[0]
+    shares = {name: images[[i for i, n in enumerate(names) if n == name]] for name, _, _ in specs}
+    segments = [Segment(n, len(x), bank.entries[n].length) for n, x in shares.items() if len(x)]
+    plans = bank.planner.candidates(segments)
+    bank.set_plan("auto")
+    choice = bank.planner.plan(segments)  # what auto runs (a padded split or the packed pass)
+
+    def with_plan(kind: str) -> Callable[[], object]:
+        return lambda: (bank.set_plan(kind), bank(images, names))
+
+    variants = {f"plan:{k}": with_plan(k) for k in PLANS if k in plans}
+    variants |= {"single": lambda: own[longest](images), "sub-batch": lambda: [own[n](x) for n, x in shares.items()]}
+    rounds: dict[str, list[list[float]]] = {key: [] for key in variants}  # per round, every call's seconds
+    with torch.inference_mode():
+        for r in range(args.rounds):  # interleaved rounds: a busy machine slows every variant alike
+            for key, fn in variants.items():
+                rounds[key].append(call_times(fn, device, args.seconds))
+            line = ", ".join(f"{k} {batch * len(v[-1]) / sum(v[-1]):.1f}" for k, v in rounds.items())
+            print(f"batch {batch} round {r + 1} (images/s): {line}", flush=True)
+        diffs = {}
+        for kind in (k for k in PLANS if k in plans):
+            bank.set_plan(kind)
+            mixed = bank(images, names)
+            ref = [own[n](images[i : i + 1])[0] for i, n in enumerate(names)]
+            diffs[kind] = max(float((a.float() - b.float()).abs().max()) for a, b in zip(mixed, ref))
+    # the fastest call of each variant: other jobs on a shared machine only ever add time to a call
+    speed = {key: batch / min(min(r) for r in v) for key, v in rounds.items()}
+    median = {key: batch * len(sum(v, [])) / sum(sum(v, [])) for key, v in rounds.items()}
+    auto = speed["plan:auto"]
+    return {
+        "batch": batch,
+        "images_per_s": {k: round(v, 1) for k, v in speed.items()},
+        "images_per_s_mean_over_calls": {k: round(v, 1) for k, v in median.items()},
+        "planner_choice": choice.describe(),
+        "predicted_ms": {k: round(1000 * p.cost, 3) for k, p in plans.items()} | {"auto": round(1000 * choice.cost, 3)},
+        "measured_ms": {k: round(1000 * batch / speed[f"plan:{k}"], 3) for k in plans},  # fastest call
+        "auto_vs_sub_batches": round(auto / speed["sub-batch"], 3),
+        "auto_vs_single_longest": round(auto / speed["single"], 3),
+        "padded_vs_sub_batches": round(speed["plan:padded"] / speed["sub-batch"], 3),
+        "best_plan_measured": max((k for k in variants if k.startswith("plan:")), key=speed.get),
+        "max_abs_diff_vs_own_model": diffs,
+    }
 
 
 def main() -> None:
@@ -79,68 +146,51 @@ def main() -> None:
     parser.add_argument("--model", default="vptune_micro_vit", help="timm ViT name (random weights)")
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--max-len", type=int, default=50, help="longest prompt length")
-    parser.add_argument("--batch", type=int, default=64, help="images per batch (a multiple of --tasks)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 8], help="batch sizes timed")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum timing per variant and round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of all variants, interleaved (median kept)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all variants, interleaved (median kept)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--memory-model", help="also count memory on this model (e.g. vit_base_patch16_224)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    args.torch_dtype = getattr(torch, args.dtype)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    vit = create_vit(args.model, pretrained=False).to(device).eval()
+    vit = create_vit(args.model, pretrained=False).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        specs = make_tasks(args, vit, Path(tmp))
+        specs = make_tasks(args.model, vit, Path(tmp), "vpt-deep", args.tasks, args.max_len)
+        vit = vit.to(device, args.torch_dtype)
         bank = MultiTaskModel(vit, model_name=args.model, device=device)
         own = {}
         for name, path, _ in specs:
             bank.add_task(name, path)
-            own[name] = attach_task(read_task(path), vit, bank.digest).to(device).eval()  # the task's own model
-    size = vit.patch_embed.img_size
-    images = torch.randn(args.batch, 3, *size, device=device)  # (B, 3, H, W)
-    names = [specs[i % len(specs)][0] for i in range(args.batch)]  # tasks interleaved
-    longest = max(specs, key=lambda s: s[2])[0]
-    shares = {name: images[[i for i, n in enumerate(names) if n == name]] for name, _, _ in specs}
-
-    with torch.inference_mode():
-        variants = {
-            "mixed": lambda: bank(images, names),
-            "single": lambda: own[longest](images),
-            "single-bank": lambda: bank(images, [longest] * args.batch),
-            "sub-batch": lambda: [own[n](x) for n, x in shares.items()],
-        }
-        rounds: dict[str, list[float]] = {key: [] for key in variants}
-        for r in range(args.rounds):  # interleaved rounds: a busy machine slows every variant alike
-            for key, fn in variants.items():
-                rounds[key].append(throughput(fn, args.batch, device, args.seconds))
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rounds.items()), flush=True)
-        results = {key: float(np.median(v)) for key, v in rounds.items()}
-        mixed_out = bank(images[:8], names[:8])
-        ref = [own[n](images[i : i + 1])[0] for i, n in enumerate(names[:8])]
-        max_diff = max(float((a - b).abs().max()) for a, b in zip(mixed_out, ref))
-
-    mem = bank.memory_bytes()
-    backbone = tensor_bytes(vit)
-    task_bytes = [tensor_bytes(own[n].method) + tensor_bytes(own[n].head) for n in own]
-    full_per_task = len(specs) * backbone + sum(task_bytes)
+            own[name] = attach_task(read_task(path), vit, bank.digest).to(device, args.torch_dtype).eval()
+    start = time.perf_counter()
+    cost = bank.calibrate()
+    calibration = {
+        "seconds": round(time.perf_counter() - start, 2),
+        "a": cost.a,
+        "b": cost.b,
+        "c": cost.c,
+        "v": cost.v,
+        "r": cost.r,
+    }
     report = {
         "model": args.model,
         "device": str(device),
+        "dtype": args.dtype,
         "threads": torch.get_num_threads(),
-        "batch": args.batch,
         "prompt_lengths": [p for _, _, p in specs],
-        "images_per_s": {k: round(v, 1) for k, v in results.items()},
-        "mixed_vs_single_longest": round(results["mixed"] / results["single"], 3),
-        "mixed_vs_sub_batches": round(results["mixed"] / results["sub-batch"], 3),
-        "bank_bytes": mem["total"],
-        "backbone_bytes": backbone,
-        "bank_vs_one_backbone": round(mem["total"] / backbone, 4),
-        "full_model_per_task_bytes": full_per_task,
-        "full_per_task_vs_bank": round(full_per_task / mem["total"], 2),
-        "max_abs_diff_mixed_vs_own": max_diff,
+        "calibration": calibration,
+        "batches": [time_batch(args, bank, own, specs, b) for b in args.batch],
+        "memory": {},
     }
+    for method in ("vpt-deep", "lora"):
+        report["memory"][method] = memory(args.memory_model or args.model, method, args.tasks, args.max_len)
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

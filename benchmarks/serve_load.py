@@ -1,10 +1,13 @@
 """Load test of ``vptune serve``: the server in-process on loopback, bounded concurrent clients, bounded time.
 
-    .venv/bin/python benchmarks/serve_load.py --clients 8 --seconds 10
+    .venv/bin/python benchmarks/serve_load.py --clients 8 --seconds 10 --plans auto padded --rounds 2
 
-Starts the app (micro ViT, random weights, a few tiny tasks) with uvicorn on 127.0.0.1 at a free port, lets
-``--clients`` httpx clients post single-image predictions of random tasks for ``--seconds``, then prints
-requests/s, p50/p99 latency, the error count and how the requests were micro-batched, and stops the server.
+Starts the app (micro ViT, random weights; 8 vpt-deep tasks with prompt lengths 1..50, a LoRA task and a linear
+probe) with uvicorn on 127.0.0.1 at a free port, lets ``--clients`` httpx clients post single-image predictions
+of random tasks for ``--seconds`` per plan and round (the plans alternate: ``auto`` is the batch planner with its
+cost model calibrated at start-up, ``padded`` the planner off: one pass padded to the longest prompt), then
+prints per plan requests/s, p50/p99 latency, the error count and how the requests were micro-batched, and stops
+the server.
 """
 
 from __future__ import annotations
@@ -31,13 +34,13 @@ from vptune.methods import build_method
 from vptune.model import AdaptedModel
 from vptune.serve.app import create_app
 from vptune.tasks import save_task
+from vptune.tasks.lora_bank import shallow_copy
 from vptune.tasks.multitask import MultiTaskModel
+from vptune.tasks.planner import PLANS
 
 MODEL = "vptune_micro_vit"
-TASKS = {
-    "deep2": ({"name": "vpt-deep", "prompt_length": 2}, 3),
-    "deep10": ({"name": "vpt-deep", "prompt_length": 10}, 5),
-    "shallow5": ({"name": "vpt-shallow", "prompt_length": 5}, 4),
+TASKS = {f"deep{p}": ({"name": "vpt-deep", "prompt_length": p}, 3 + i) for i, p in enumerate(range(1, 51, 7))} | {
+    "lora": ({"name": "lora", "rank": 4}, 4),
     "linear": ({"name": "linear"}, 6),
 }
 
@@ -50,7 +53,8 @@ def make_bank(root: Path) -> MultiTaskModel:
     src = {"pretrained": False, "weights": None, "img_size": None}
     bank = MultiTaskModel(vit, model_name=MODEL)
     for name, (method, k) in TASKS.items():
-        model = AdaptedModel(vit, info, build_method(method, info), k, backbone_hash=digest)
+        base = shallow_copy(vit) if method["name"] == "lora" else vit  # LoRA wraps Linear layers of its copy
+        model = AdaptedModel(base, info, build_method(method, info), k, backbone_hash=digest)
         save_task(root / name, model, classes=[f"c{i}" for i in range(k)], preprocessing=pre, backbone_source=src)
         bank.add_task(name, root / name)
     return bank
@@ -87,10 +91,27 @@ async def client(url: str, deadline: float, images: list[bytes], seed: int) -> t
     return latencies, errors
 
 
+def summary(latencies: list[float], errors: int, elapsed: float, batches: int, items: int) -> dict:
+    """Requests/s, p50/p99 latency, errors and the mean micro-batch of one plan's share of the run."""
+    latencies = sorted(latencies)
+    return {
+        "seconds": round(elapsed, 2),
+        "requests": len(latencies),
+        "errors": errors,
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "latency_ms_p50": round(1000 * float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "latency_ms_p99": round(1000 * float(np.percentile(latencies, 99)), 1) if latencies else None,
+        "batches": batches,
+        "mean_batch": round(items / max(batches, 1), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (bounded)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of the load (bounded)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of the load per plan and round")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of all plans, alternating")
+    parser.add_argument("--plans", nargs="+", default=["auto", "padded"], choices=list(PLANS))
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -98,11 +119,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not (1 <= args.clients <= 256 and 0 < args.seconds <= 600):
-        parser.error("use 1..256 clients and at most 600 seconds")
+    if not (1 <= args.clients <= 256 and 0 < args.seconds <= 600 and 1 <= args.rounds <= 10):
+        parser.error("use 1..256 clients, at most 600 seconds and 1..10 rounds")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         bank = make_bank(Path(tmp))
+    cost = bank.calibrate() if "auto" in args.plans else None  # as `vptune serve --plan auto` does at start-up
     app = create_app(bank, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # loopback only, a free port chosen by the OS
@@ -110,6 +132,7 @@ def main() -> None:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    runs: dict[str, list] = {plan: [[], 0, 0.0, 0, 0] for plan in args.plans}  # latencies, errors, s, batches, items
     try:
         for _ in range(200):  # wait for startup (at most 20 s)
             if server.started:
@@ -121,28 +144,35 @@ def main() -> None:
             deadline = time.perf_counter() + args.seconds
             return await asyncio.gather(*(client(url, deadline, images, i) for i in range(args.clients)))
 
-        start = time.perf_counter()
-        results = asyncio.run(drive())
-        elapsed = time.perf_counter() - start
+        stats = app.state.batcher.stats
+        for _ in range(args.rounds):
+            for plan in args.plans:
+                bank.set_plan(plan)
+                batches, items, start = stats["batches"], stats["items"], time.perf_counter()
+                results = asyncio.run(drive())
+                run = runs[plan]
+                run[0] += [lat for lats, _ in results for lat in lats]
+                run[1] += sum(e for _, e in results)
+                run[2] += time.perf_counter() - start
+                run[3] += stats["batches"] - batches
+                run[4] += stats["items"] - items
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-    latencies = sorted(lat for lats, _ in results for lat in lats)
-    stats = app.state.batcher.stats
     report = {
         "clients": args.clients,
-        "seconds": round(elapsed, 2),
-        "requests": len(latencies),
-        "errors": sum(e for _, e in results),
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "latency_ms_p50": round(1000 * float(np.percentile(latencies, 50)), 1) if latencies else None,
-        "latency_ms_p99": round(1000 * float(np.percentile(latencies, 99)), 1) if latencies else None,
-        "batches": stats["batches"],
-        "mean_batch": round(stats["items"] / max(stats["batches"], 1), 2),
-        "largest_batch": stats["largest_batch"],
+        "tasks": {name: method for name, (method, _) in TASKS.items()},
+        "planner_cost_model": None
+        if cost is None
+        else {"a": cost.a, "b": cost.b, "c": cost.c, "v": cost.v, "r": cost.r},
+        "plans": {plan: summary(*run) for plan, run in runs.items()},
+        "planner_choices": bank.planner.chosen,
         "torch_threads": torch.get_num_threads(),
     }
+    if {"auto", "padded"} <= set(runs):
+        auto, padded = report["plans"]["auto"], report["plans"]["padded"]
+        report["auto_vs_padded_requests_per_s"] = round(auto["requests_per_s"] / max(padded["requests_per_s"], 1e-9), 3)
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -20,13 +20,14 @@ from vptune.predict import Predictor
 from vptune.tasks import read_task, save_task
 from vptune.tasks.artifact import attach_task
 from vptune.tasks.multitask import MultiTaskModel, UnknownTaskError
+from vptune.tasks.planner import PLANS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PRE = {"input_size": [32, 32], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear", "augment": "none"}
 SRC = {"pretrained": False, "weights": None, "img_size": None}
 # name -> (method, classes); the ISOLATED ones change backbone weights or compute: served per sub-batch each on its
-# own backbone copy; the others share one backbone pass
+# own backbone copy; the others share the backbone (LoRA: low-rank updates added per sample)
 TASKS: dict[str, tuple[dict, int]] = {
     "deep": ({"name": "vpt-deep", "prompt_length": 2}, 3),
     "shallow": ({"name": "vpt-shallow", "prompt_length": 5}, 4),
@@ -41,6 +42,7 @@ TASKS: dict[str, tuple[dict, int]] = {
     "added": ({"name": "vpt-shallow", "prompt_length": 3, "location": "add"}, 2),
     "pixel": ({"name": "vpt-shallow", "prompt_length": 2, "location": "prepend-pixel"}, 2),
     "lora": ({"name": "lora", "rank": 2}, 2),
+    "lora2": ({"name": "lora", "rank": 3, "alpha": 6.0, "targets": ["qkv", "proj", "fc1", "fc2"]}, 3),
     "prefix": ({"name": "vpt-prefix", "prompt_length": 3}, 3),
     "adapter": ({"name": "adapter", "reduction": 16}, 2),
 }
@@ -48,7 +50,6 @@ ISOLATED = {
     "bitfit": "backbone weights",
     "added": "location 'add'",
     "pixel": "location 'prepend-pixel'",
-    "lora": "backbone",
     "prefix": "method 'vpt-prefix'",
     "adapter": "backbone",
 }
@@ -114,7 +115,9 @@ def bank(artifacts) -> MultiTaskModel:
     return MultiTaskModel.from_dirs(artifacts)
 
 
-def test_mixed_batch_equals_each_task_predictor(bank, artifacts):
+@pytest.mark.parametrize("plan", PLANS)
+def test_mixed_batch_equals_each_task_predictor(bank, artifacts, plan):
+    bank.planner.mode = plan
     names = list(TASKS)[::-1] + list(TASKS) + ["deep"]  # interleaved, every task twice or more
     images = make_images(len(names))
     assert [t["name"] for t in bank.tasks if t["mode"] == "isolated"] == list(ISOLATED)
@@ -130,8 +133,10 @@ def test_mixed_batch_equals_each_task_predictor(bank, artifacts):
     assert [len(p) for p in preds] == [5, 3] and preds[1][0]["label"].startswith("c")
 
 
-def test_both_attention_paths_hide_padding(bank):
+@pytest.mark.parametrize("plan", ["padded", "varlen"])
+def test_both_attention_paths_hide_padding(bank, plan):
     """A p=2 sample alone equals the same sample next to a p=7 task, with fused and non-fused attention."""
+    bank.planner.mode = plan
     x = bank.preprocess(make_images(3, seed=1))
     with torch.no_grad():
         alone = bank(x[:1], ["deep"])[0]
@@ -184,7 +189,7 @@ def test_other_backbone_or_preprocessing_rejected(artifacts, tmp_path):
     assert bank.task_names == ["deep"]
 
 
-@pytest.mark.parametrize("name", ["linear", "lora"])  # a shared-pass task and one with a private backbone copy
+@pytest.mark.parametrize("name", ["linear", "lora", "bitfit"])  # shared pass, per-sample LoRA, a private copy
 def test_add_task_builds_the_task_without_holding_the_lock(artifacts, monkeypatch, name):
     """Loading a task's tensors (and copying the backbone) must not pause predictions on the loaded tasks."""
     import threading

@@ -111,6 +111,7 @@ def create_app(bank: MultiTaskModel, config: ServeConfig | None = None, **settin
             ``config`` is given.
     """
     cfg = config if config is not None else ServeConfig(**settings)
+    bank.set_plan(cfg.plan)
     api_key = cfg.api_key.get_secret_value().encode() if cfg.api_key is not None else None
     formats = tuple(f.upper() for f in cfg.formats)
     decoding = asyncio.Semaphore(cfg.max_decodes)

@@ -9,6 +9,7 @@ import ipaddress
 import os
 import stat
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -31,7 +32,12 @@ class ServeConfig(BaseModel):
     )
     task_root: Path | None = Field(None, description="POST /v1/tasks only loads folders under this one")
     max_tasks: int = Field(32, ge=1, description="most tasks loaded at once")
-    max_isolated: int = Field(2, ge=0, description="most tasks with a private backbone copy (LoRA, adapters, ...)")
+    max_isolated: int = Field(2, ge=0, description="most tasks with a private backbone copy (adapters, bias, ...)")
+    plan: Literal["auto", "padded", "buckets", "per-task"] = Field(
+        "auto",
+        description="how a mixed batch is split into backbone passes: auto (cheapest under a cost model measured "
+        "at start-up), padded (one pass), buckets (per prompt-length bucket), per-task",
+    )
     trusted_hosts: tuple[str, ...] = Field(
         ("127.0.0.1", "localhost", "::1"), description="Host header values accepted (DNS-rebinding guard); '*': any"
     )

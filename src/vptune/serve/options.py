@@ -61,6 +61,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--formats", help=f"comma-separated Pillow formats accepted; default {','.join(_default('formats'))}"
     )
     p.add_argument("--docs", action="store_true", help=ServeConfig.model_fields["docs"].description)
+    p.add_argument("--plan", choices=("auto", "padded", "buckets", "per-task"), help=_help("plan"))
     for flag, (field, kind, scale) in LIMIT_FLAGS.items():
         p.add_argument(flag, type=kind, help=_help(field, scale))
 
@@ -82,6 +83,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         "task_root": args.task_root,
         "docs": args.docs,
     }
+    if getattr(args, "plan", None):
+        fields["plan"] = args.plan
     if args.trusted_host:
         fields["trusted_hosts"] = (*_default("trusted_hosts"), *args.trusted_host)
     if args.formats:
@@ -112,7 +115,10 @@ def serve_from_args(args: argparse.Namespace, tasks: dict[str, str], backbone: d
 
     config = config_from_args(args)
     config.check_bind(args.host)
-    bank = MultiTaskModel.from_dirs(tasks, device=resolve_device(args.device), **backbone)
+    bank = MultiTaskModel.from_dirs(tasks, device=resolve_device(args.device), plan=config.plan, **backbone)
+    if config.plan == "auto":  # measure the planner's cost model now, not in the first request
+        cost = bank.calibrate()
+        print(f"vptune serve: planner cost model a={cost.a:.3g} b={cost.b:.3g} c={cost.c:.3g} s", file=sys.stderr)
     if config.admin_key is not None:
         print(f"vptune serve: task management on (POST/DELETE /v1/tasks under {config.task_root})", file=sys.stderr)
     uvicorn.run(create_app(bank, config), host=args.host, port=args.port, log_level="info")

@@ -1,14 +1,16 @@
 """MultiTaskModel: one frozen backbone, many task artifacts, samples of different tasks in one batch.
 
-Prompt tasks (prepended prompts, any depth/length/sharing) and head-only tasks run in ONE backbone pass over
-``prefix + prompt block + patches``: the block is as long as the batch's longest prompt, each sample's prompts
-sit at its start (right-padded) and a boolean key mask given to every block (``block(x, attn_mask=...)``)
+Prompt tasks (prepended prompts, any depth/length/sharing), head-only tasks and LoRA tasks run on the shared
+backbone over ``prefix + prompt block + patches``: a pass's block is as long as its longest prompt, each sample's
+prompts sit at its start (right-padded) and a boolean key mask given to every block (``block(x, attn_mask=...)``)
 hides the padding. Attention is the only op mixing tokens, so real tokens equal the task's own AdaptedModel's.
-Which methods may share the pass is declared by the method (:meth:`Method.shared_pass_blocker`); the others
-(LoRA, bias, prefix, add/pixel prompts...) run isolated on their own backbone copy, as do all tasks on a
-backbone family without token prompts or masked attention. The shared pass runs the backbone through its
-:class:`~vptune.backbones.Backbone` interface, like every other forward in vptune.
-"""
+LoRA tasks add their low-rank updates to their own rows only (:mod:`.lora_bank`). How a batch is split into
+passes (one padded pass, per prompt-length bucket, per task, or the cheapest mix) is chosen by the
+:mod:`.planner`. Which methods may share the backbone is declared by the method
+(:meth:`Method.shared_pass_blocker`); the others (bias, adapters, prefix, add/pixel prompts...) run isolated on
+their own backbone copy, as do all tasks on a backbone family without token prompts or masked attention. The
+shared pass runs the backbone through its :class:`~vptune.backbones.Backbone` interface, like every other
+forward in vptune."""
 
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ from ..data.images import load_image
 from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
+from .lora_bank import LoraWeights, only_lora_tensors, per_sample_lora, shallow_copy, shares_with_lora
+from .planner import BatchPlanner, CostModel, Segment, calibrate_blocks, calibrate_passes, check_mode
+from .varlen import packable, run_packed
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -86,6 +91,10 @@ class MultiTaskModel(nn.Module):
         weights: Local weights file for the backbone (when it is loaded from the first task).
         pretrained: Override whether timm's pretrained weights are loaded.
         device: Where the backbone and tasks live.
+        plan: How mixed batches are split into backbone passes (:data:`~vptune.tasks.planner.PLANS`; auto: the
+            cheapest under the cost model).
+        cost: The planner's cost model; None: measured by :meth:`calibrate` (called by ``vptune serve`` at
+            start-up, else at the first batch that needs a choice).
     """
 
     def __init__(
@@ -96,6 +105,8 @@ class MultiTaskModel(nn.Module):
         weights: str | None = None,
         pretrained: bool | None = None,
         device: str | torch.device = "cpu",
+        plan: str = "auto",
+        cost: CostModel | None = None,
     ) -> None:
         super().__init__()
         if backbone is not None and not model_name:
@@ -108,6 +119,8 @@ class MultiTaskModel(nn.Module):
         self.task_modules = nn.ModuleDict()  # name -> ModuleDict(method, head) or an isolated AdaptedModel
         self.entries: dict[str, TaskEntry] = {}
         self.lock = threading.RLock()
+        self.planner: BatchPlanner | None = None  # built with the backbone (it needs the token count)
+        self._plan = (check_mode(plan), cost)
         if backbone is not None:
             self._set_backbone(backbone, model_name)
 
@@ -115,6 +128,50 @@ class MultiTaskModel(nn.Module):
         self.backbone = vit.to(self.device).eval().requires_grad_(False)
         self.arch = wrap_backbone(self.backbone, name)  # the interface the shared pass runs through
         self.model_name, self.digest, self.info = name, weights_hash(vit), self.arch.info
+        mode, cost = self._plan
+        cost = cost or CostModel.from_flops(self.info.embed_dim, self.arch.depth)  # until calibrated
+        self.planner = BatchPlanner(
+            self.info.num_prefix_tokens + self.info.num_patches, cost, mode, packable(self.arch)
+        )
+
+    def set_plan(self, mode: str) -> None:
+        """Use the planner mode ``mode`` (one of :data:`~vptune.tasks.planner.PLANS`) from the next batch on."""
+        with self.lock:
+            self._plan = (check_mode(mode), self._plan[1])
+            if self.planner is not None:
+                old = self.planner
+                self.planner = BatchPlanner(old.base_tokens, old.cost, mode, old.packable, old.chosen)
+
+    def calibrate(self, **kwargs: Any) -> CostModel:
+        """Measure the planner's cost model on this machine (logged): real passes over the loaded tasks
+        (:func:`~vptune.tasks.planner.calibrate_passes`), or the blocks alone when no two tasks sharing the
+        backbone differ in prompt length (:func:`~vptune.tasks.planner.calibrate_blocks`). Predictions wait."""
+        if self.planner is None or self.preprocessing is None:
+            raise ArtifactError("no task loaded: add a task before calibrating the planner")
+        dtype, planner, cache = next(self.backbone.parameters()).dtype, self.planner, {}
+
+        def run(segments: Sequence[Segment], packed: bool) -> None:
+            n = sum(s.count for s in segments)
+            size = (n, self.info.in_chans, *self.preprocessing["input_size"])  # (n, C, H, W)
+            images = cache.setdefault(n, torch.randn(size, device=self.device, dtype=dtype))
+            (self._forward_packed if packed else self._forward_shared)(images, [(s.name, s.count) for s in segments])
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+
+        with self.lock:
+            tasks = [
+                Segment(n, 1, e.length, "lora" not in self.task_modules[n])
+                for n, e in self.entries.items()
+                if e.isolated_reason is None
+            ]
+            if len({t.length for t in tasks}) > 1:
+                packed = planner.packable and sum(t.packable for t in tasks) > 1
+                kw = {"depth": self.arch.depth, "base_tokens": planner.base_tokens, "packed": packed}
+                cost = calibrate_passes(run, tasks, **kw, **kwargs)
+            else:
+                cost = calibrate_blocks(self.arch, planner.base_tokens, device=self.device, dtype=dtype, **kwargs)
+            self.planner = BatchPlanner(planner.base_tokens, cost, planner.mode, planner.packable)
+        return cost
 
     @classmethod
     def from_dirs(cls, tasks: dict[str, str | Path], **kwargs: Any) -> MultiTaskModel:
@@ -163,12 +220,19 @@ class MultiTaskModel(nn.Module):
                 tensor_names = list(f.keys())
         except (SafetensorError, OSError) as err:
             raise ArtifactError(f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged") from None
-        blocker = shared_pass_blocker(build_method(task.method, self.info), tensor_names, self.arch)
-        vit = backbone if blocker is None else copy.deepcopy(backbone)
+        method = build_method(task.method, self.info)
+        blocker = shared_pass_blocker(method, tensor_names, self.arch)
+        lora = blocker is not None and shares_with_lora(method, self.arch)  # per sample on the shared backbone
+        vit = backbone if blocker is None else shallow_copy(backbone) if lora else copy.deepcopy(backbone)
         model = attach_task(task, vit, digest).to(self.device).eval()
+        if lora and not only_lora_tensors(model.backbone, tensor_names):  # it changes more: a private copy
+            lora, model = False, attach_task(task, copy.deepcopy(backbone), digest).to(self.device).eval()
+        modules = {"method": model.method, "head": model.head}
+        if lora:
+            blocker, modules["lora"] = None, LoraWeights.from_model(model.arch)  # the structural copy is dropped
         with self.lock:
             self._check_new(name, task)  # another add may have won the name or fixed the preprocessing meanwhile
-            self.task_modules[name] = model if blocker else nn.ModuleDict({"method": model.method, "head": model.head})
+            self.task_modules[name] = model if blocker else nn.ModuleDict(modules)
             length = int(model.method.prompt_tokens)
             self.entries[name] = TaskEntry(name, task, model.output, length, blocker, task.task_type)
             if self.preprocessing is None:
@@ -212,19 +276,37 @@ class MultiTaskModel(nn.Module):
             groups: dict[str, list[int]] = {}
             for i, name in enumerate(names):
                 groups.setdefault(name, []).append(i)
-            shared = [n for n in groups if self.entries[n].isolated_reason is None]
-            isolated = [n for n in groups if n not in shared]
-            order = [i for n in shared + isolated for i in groups[n]]  # samples grouped by task
-            n_shared = sum(len(groups[n]) for n in shared)
-            segments = [(n, len(groups[n])) for n in shared]
-            out = self._forward_shared(images[order[:n_shared]], segments) if shared else []
+            isolated = [n for n in groups if self.entries[n].isolated_reason is not None]  # own backbone copy
+            shared = [
+                Segment(n, len(g), self.entries[n].length, "lora" not in self.task_modules[n])
+                for n, g in groups.items()
+                if n not in isolated
+            ]
+            plan = self._planner(shared).plan(shared) if shared else None
+            passes, packed = (plan.passes, plan.kind == "varlen") if plan else ((), False)  # segments per pass
+            order = [i for n in [s.name for p in passes for s in p] + isolated for i in groups[n]]
+            out: list[torch.Tensor] = []
+            for segments in passes:  # each pass pads its tasks to its own longest prompt
+                rows = [i for s in segments for i in groups[s.name]]
+                run = self._forward_packed if packed else self._forward_shared
+                out.extend(run(images[rows], [(s.name, s.count) for s in segments]))
             for name in isolated:  # a private backbone copy: one sub-batch per task
                 out.extend(self.task_modules[name](images[groups[name]]).unbind(0))
         by_sample = dict(zip(order, out))
         return [by_sample[i] for i in range(len(names))]
 
+    def _planner(self, segments: Sequence[Segment]) -> BatchPlanner:
+        """The planner, calibrated on this machine first if its choice for ``segments`` needs a measured model."""
+        assert self.planner is not None
+        choice = len({s.length for s in segments}) > 1  # one prompt length: one padded pass, nothing to price
+        if choice and self.planner.mode == "auto" and self.planner.cost.source == "flops":
+            self.calibrate()
+        return self.planner
+
     def _forward_shared(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
         """One backbone pass over task-contiguous segments ``(name, count)`` of ``images``."""
+        if len(segments) == 1:
+            return self._forward_alone(images, segments[0][0])
         arch, n = self.arch, self.info.num_prefix_tokens
         entries = [self.entries[name] for name, _ in segments]
         methods = [self.task_modules[name]["method"] for name, _ in segments]
@@ -243,32 +325,57 @@ class MultiTaskModel(nn.Module):
             for s, (e, method, count) in enumerate(zip(entries, methods, counts)):
                 seg = x[starts[-1] : starts[-1] + count, n : n + width]  # (count, P, D)
                 prompts = method.prompts_for_block(index, count) if e.length else None  # (count, p, D)
-                if prompts is not None:
-                    seg = torch.cat([prompts.to(x.dtype), seg[:, e.length :]], dim=1)  # (count, P, D)
+                if prompts is not None:  # the whole block when p == P (no copy of the padding)
+                    prompts = prompts.to(x.dtype)
+                    seg = prompts if e.length == width else torch.cat([prompts, seg[:, e.length :]], dim=1)
                     changed, touched, valid[s] = changed or valid[s] != e.length, True, e.length
                 parts.append(seg)
                 starts.append(starts[-1] + count)
-            if touched:
-                x = torch.cat([x[:, :n], torch.cat(parts, dim=0), x[:, n + width :]], dim=1)  # (b, n+P+patches, D)
+            if touched:  # one copy of the features per block, as in a task's own forward
+                block = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # (b, P, D)
+                x = torch.cat([x[:, :n], block, x[:, n + width :]], dim=1)  # (b, n + P + patches, D)
             if changed:  # a task inserted its prompts: recompute the key mask
                 rows = torch.tensor([v for v, c in zip(valid, counts) for _ in range(c)], device=x.device)  # (b,)
                 keep = (keys < n) | (keys >= n + width) | (keys - n < rows[:, None])  # (b, N): True = attend
                 mask[0] = None if min(valid) == width else keep[:, None, None, :]  # (b, 1, 1, N)
             return x
 
-        x = arch.finish(arch.run_blocks(x, before_block=insert_prompts, attn_mask=lambda _index: mask[0]))
+        loras = [self.task_modules[name]["lora"] if "lora" in self.task_modules[name] else None for name, _ in segments]
+        starts = [sum(counts[:k]) for k in range(len(counts))]
+        with per_sample_lora(arch, list(zip(starts, counts, loras))):  # LoRA tasks' updates on their own rows
+            x = arch.finish(arch.run_blocks(x, before_block=insert_prompts, attn_mask=lambda _index: mask[0]))
+        parts = [x[s : s + c] for s, c in zip(starts, counts)]
+        tokens = [
+            xs if e.length == width else torch.cat([xs[:, : n + e.length], xs[:, n + width :]], dim=1)
+            for xs, e in zip(parts, entries)
+        ]
+        return self._heads(images, segments, tokens)  # padding dropped: (count, n + p + patches, D) per task
+
+    def _forward_alone(self, images: torch.Tensor, name: str) -> list[torch.Tensor]:
+        """One task's pass, the way its own AdaptedModel runs (no padding, no mask, no bookkeeping)."""
+        arch, method, lora = self.arch, self.task_modules[name]["method"], self.task_modules[name]
+        lora = lora["lora"] if "lora" in lora else None
+        with per_sample_lora(arch, [(0, images.shape[0], lora)]):
+            x = arch.finish(arch.run_blocks(method.embed(arch, images), before_block=method.before_block))
+        return self._heads(images, [(name, images.shape[0])], [x])
+
+    def _forward_packed(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
+        """One pass without padding (:func:`~vptune.tasks.varlen.run_packed`) over task-contiguous segments."""
+        packed = [(self.task_modules[name]["method"], self.entries[name].length, c) for name, c in segments]
+        return self._heads(images, segments, run_packed(self.arch, self.arch.embed(images), packed))
+
+    def _heads(self, images: torch.Tensor, segments: list[tuple[str, int]], tokens: list[torch.Tensor]) -> list:
+        """Per task segment: pool its final features (count, n + p + patches, D), after_pool, head -> logits."""
         out: list[torch.Tensor] = []
         start = 0
-        for e, (name, count) in zip(entries, segments):
-            xs = x[start : start + count]
-            tokens = torch.cat([xs[:, : n + e.length], xs[:, n + width :]], dim=1)  # drop padding: (c, n+p+patches, D)
-            modules = self.task_modules[name]
-            if e.kind == "segmentation":  # SETR-PUP on the patch-token map: (c, K, H, W) per task
+        for (name, count), x in zip(segments, tokens):
+            e, modules = self.entries[name], self.task_modules[name]
+            if e.kind == "segmentation":  # SETR-PUP on the patch-token map: (count, K, H, W) per task
                 size = (int(images.shape[-2]), int(images.shape[-1]))
-                out.extend(modules["head"](arch.dense(tokens, e.length), size).unbind(0))
+                out.extend(modules["head"](self.arch.dense(x, e.length), size).unbind(0))
                 start += count
                 continue
-            feats = arch.pool(tokens, e.output, e.length)  # (c, D)
+            feats = self.arch.pool(x, e.output, e.length)  # (count, D)
             feats = modules["method"].after_pool(feats, images[start : start + count])
             out.extend(modules["head"](feats).unbind(0))
             start += count
