@@ -4,9 +4,11 @@ Every method trains as a new user's ``vptune train --model vptune_micro_vit --da
 --epochs 5`` would (CLI defaults otherwise: batch 32, train800, lr scaled by batch/256; 5 epochs instead of 10
 to fit the 2-core machine, which makes a default lr harder to get right, not easier), once with no optimiser settings
 (the method's ``default_optim``) and once per point of a small grid over its default optimiser ("tuned": the
-point with the best val200 top-1 at the last epoch, reported on test). ``--old`` adds the settings every method
-had before defaults existed (SGD lr 0.1 unscaled, weight decay 1e-4). Runs are appended to OUT/results.jsonl
-and skipped when re-run, so the script resumes; the table is printed from one results file.
+point with the best val200 top-1 at the last epoch, reported on test). Runs are keyed by method, the method's
+default head initialisation and the optimiser settings, so changing a method's default head init retrains it.
+``--old`` adds the settings every method had before defaults existed (SGD lr 0.1 unscaled, weight decay 1e-4).
+Runs are appended to OUT/results.jsonl and skipped when re-run, so the script resumes; the table is printed from
+one results file.
 
     nice -n 19 python benchmarks/default_optim.py --out runs/default-optim --old > default_optim.log 2>&1 &
     python benchmarks/default_optim.py --out runs/default-optim --table     # print the table only
@@ -28,9 +30,19 @@ GRIDS: dict[str, dict[str, list[float]]] = {
 OLD = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4, "scale_lr": False}
 
 
+def head_init(method: str) -> str:
+    """The method's default head initialisation (``official`` unless the method sets another default)."""
+    from vptune.methods import METHODS
+
+    return str(METHODS[method].config_cls.model_fields["head_init"].default)
+
+
 def key(method: str, optim: dict[str, Any]) -> str:
+    """Result key: method (+ head init when not the official one), optimiser, base lr, wd, scaling."""
     o = {"scale_lr": True, **optim}
-    return f"{method}/{o['optimizer']}_lr{o['lr']:g}_wd{o['weight_decay']:g}{'' if o['scale_lr'] else '_unscaled'}"
+    init = "" if head_init(method) == "official" else f"+{head_init(method)}"
+    lr = f"{o['optimizer']}_lr{o['lr']:g}_wd{o['weight_decay']:g}{'' if o['scale_lr'] else '_unscaled'}"
+    return f"{method}{init}/{lr}"
 
 
 def train_one(method: str, optim: dict[str, Any] | None, out: Path, task: str, epochs: int) -> dict[str, Any]:
@@ -84,8 +96,8 @@ def table(results: dict[str, dict[str, Any]], methods: list[str]) -> str:
     from vptune.config import method_optim_defaults
 
     lines = [
-        "| method | default: optimizer, base lr, wd | default val / test | tuned: lr, wd (best val) | tuned val / test "
-        "| test gap (tuned - default) | old defaults test |",
+        "| method (head init) | default: optimizer, base lr, wd | default val / test | tuned: lr, wd (best val) "
+        "| tuned val / test | test gap (tuned - default) | old defaults test |",
         "|---|---|---|---|---|---|---|",
     ]
     for m in methods:
@@ -108,8 +120,8 @@ def table(results: dict[str, dict[str, Any]], methods: list[str]) -> str:
         tuned = f"{best['optim']['lr']:g}, {best['optim']['weight_decay']:g}" if best else "-"
         old_test = f"{old['test_top1']:.3f}" if old else "-"
         lines.append(
-            f"| {m} | {opt}, {d['lr']:g}, {d['weight_decay']:g} | {pair(default)} | {tuned} ({len(grid)} runs) | "
-            f"{pair(best)} | {gap} | {old_test} |"
+            f"| {m} ({head_init(m)}) | {opt}, {d['lr']:g}, {d['weight_decay']:g} | {pair(default)} | "
+            f"{tuned} ({len(grid)} runs) | {pair(best)} | {gap} | {old_test} |"
         )
     return "\n".join(lines)
 

@@ -146,6 +146,18 @@ def test_paper_suites_train_fp32_and_vtab_resizes_bilinear(name, tmp_path):
         assert cfg.data.interpolation == "bilinear"
 
 
+@pytest.mark.parametrize("name", ["vtab1k", "fgvc", "vtab1k-fixed-p", "fgvc-fixed-p", "vtab1k-scale"])
+def test_paper_suites_use_the_official_head_init_whatever_the_cli_default(name, tmp_path):
+    from vptune.methods import parse_method_config
+
+    assert parse_method_config({"name": "bias"}).head_init == "small"  # the CLI default (docs/default-optim.md)
+    suite = load_suite(name, data_root="/data")
+    for method in suite.methods:
+        (task,), (spec,) = pick(suite, [suite.tasks[0].name], [method.name])
+        cfg = run_config(suite, task, spec, selection_runs(suite, task, spec)[0], tmp_path, False)
+        assert cfg.method.head_init == "official", method.name
+
+
 def test_interpolation_option_reaches_the_preprocessing():
     vit = tiny_model({"name": "linear"}).backbone
     assert preprocessing_config(vit, interpolation="bilinear")["interpolation"] == "bilinear"

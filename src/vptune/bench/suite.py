@@ -99,7 +99,8 @@ class MethodSpec(_Model):
 
     @model_validator(mode="after")
     def _fill(self) -> MethodSpec:
-        self.method = {"name": self.name, **self.method}
+        # the paper's head init in every suite, whatever a method's CLI default (bias and adapter start small there)
+        self.method = {"name": self.name, "head_init": "official", **self.method}
         parse_method_config(self.method)  # fail early, naming the option
         if self.optimizer is None:
             self.optimizer = "adamw" if self.method["name"] in ADAMW_METHODS else "sgd"

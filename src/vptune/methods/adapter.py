@@ -10,7 +10,7 @@ from torch import nn
 
 from ..backbones import Backbone, BackboneInfo
 from ..errors import ConfigError
-from .base import Method, MethodConfig, register_method
+from .base import HeadInit, Method, MethodConfig, register_method, small_head_init
 from .structure import mark_trainable
 
 
@@ -18,6 +18,7 @@ class AdapterConfig(MethodConfig):
     """Adapter options; the paper searches the reduction factor in {8, 64, 256}."""
 
     name: Literal["adapter"] = "adapter"
+    head_init: HeadInit = small_head_init()
     reduction: int = Field(8, ge=1, description="reduction factor r: bottleneck width D / r (paper: 8, 64, 256)")
     placement: Literal["mlp"] = Field("mlp", description="where the adapter sits: mlp = after each block's FFN")
     activation: Literal["relu", "gelu"] = Field(
@@ -78,7 +79,7 @@ class Adapter(Method):
     name = "adapter"
     families = ("vit",)  # wraps modules inside ViT blocks
     summary = "Adapter: residual bottleneck MLP after each block's FFN"
-    default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md (measured)
+    default_optim = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0}  # docs/default-optim.md (measured)
     config_cls = AdapterConfig
     config: AdapterConfig
 

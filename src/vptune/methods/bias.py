@@ -6,14 +6,15 @@ from typing import Literal
 
 from ..backbones import Backbone
 from ..errors import ConfigError
-from .base import Method, MethodConfig, register_method
+from .base import HeadInit, Method, MethodConfig, register_method, small_head_init
 from .structure import unfreeze_biases
 
 
 class BiasConfig(MethodConfig):
-    """BitFit has no options beyond the shared ones."""
+    """BitFit has no options beyond the shared ones (its head starts small by default)."""
 
     name: Literal["bias"] = "bias"
+    head_init: HeadInit = small_head_init()
 
 
 @register_method
@@ -26,7 +27,7 @@ class Bias(Method):
 
     name = "bias"
     summary = "Bias (BitFit): all backbone bias terms + head"
-    default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md (measured)
+    default_optim = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0}  # docs/default-optim.md (measured)
     config_cls = BiasConfig
 
     def attach(self, backbone: Backbone) -> None:

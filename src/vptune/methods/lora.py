@@ -103,7 +103,7 @@ class Lora(Method):
     name = "lora"
     families = ("vit",)  # wraps modules inside ViT blocks
     summary = "LoRA: low-rank updates on the blocks' Linear layers"
-    default_optim = {"optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0}  # docs/default-optim.md (measured)
+    default_optim = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0}  # docs/default-optim.md (measured)
     config_cls = LoraConfig
     config: LoraConfig
 
