@@ -26,9 +26,15 @@ NOT_TRAJECTORY = (
 )
 # keys added after runs were first fingerprinted: left out at these defaults, so earlier runs still resume
 LATER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"auto_augment": None, "reprob": 0.0, "mixup": 0.0, "cutmix": 0.0, "mixup_prob": 1.0},
+    "data": {"auto_augment": None, "reprob": 0.0, "mixup": 0.0, "cutmix": 0.0, "mixup_prob": 1.0, "task": "auto"},
     "train": {"clip_grad": None, "keep_best": False, "early_stop": None},
 }
+
+
+def _default_seg() -> dict[str, Any]:
+    from ..seg.config import SegConfig
+
+    return SegConfig().model_dump(mode="json")
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:
@@ -38,6 +44,8 @@ def config_fingerprint(config: dict[str, Any]) -> str:
     for section, defaults in LATER_DEFAULTS.items():
         if isinstance(relevant.get(section), dict):
             relevant[section] = {k: v for k, v in relevant[section].items() if k not in defaults or defaults[k] != v}
+    if relevant.get("seg") == _default_seg():  # the seg section, added later, at its defaults
+        relevant.pop("seg")
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
