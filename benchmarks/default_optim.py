@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--old", action="store_true", help="also train with the settings used before defaults existed")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table", action="store_true", help="only print the table of the runs done so far")
+    ap.add_argument("--skip", default="", help="comma-separated run keys not to train (e.g. points known to diverge)")
     args = ap.parse_args()
 
     import torch
@@ -151,7 +152,7 @@ def main() -> None:
             from vptune.config import method_optim_defaults
 
             k = key(method, optim or method_optim_defaults(method))
-            if k in load(path):
+            if k in load(path) or k in args.skip.split(","):
                 continue
             row = {
                 "key": k,
