@@ -5,8 +5,8 @@
 # learned too slowly in a 24-step probe. Resumable: rerunning continues an interrupted run from its checkpoint and skips finished ones.
 set -euo pipefail
 OUT=${1:-runs/offline-seg}
-EPOCHS=${EPOCHS:-4}
-for method in linear vpt-deep bias full; do
+EPOCHS=${EPOCHS:-3}
+for method in vpt-deep linear bias full; do  # vpt-deep first: the README figure
   if [ -f "$OUT/$method/task.json" ]; then echo "done: $method"; continue; fi
   vptune train --model vptune_micro_vit --data offline:shapes_seg --method "$method" --optimizer adamw \
     --lr 0.016 --wd 0.05 --epochs "$EPOCHS" --batch-size 32 --set optim.warmup_epochs=0.5 --set seg.channels=64 \
