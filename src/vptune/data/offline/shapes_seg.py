@@ -1,7 +1,7 @@
 """``shapes_seg``: a generated semantic-segmentation task (5 shape classes + background, per-pixel masks).
 
 dSprites-style flat shapes (square, disk, triangle, cross, ring) of random colour, size, rotation and position,
-2-5 per image and occluding each other in drawing order, on a two-colour value-noise background, plus pixel
+2-4 per image and occluding each other in drawing order, on a two-colour value-noise background, plus pixel
 noise. Colours carry no class information: the class of a pixel is the shape of the topmost object covering it
 (0 = background). Images are 48x48 (evaluated at that size, trained on 32x32 crops); the mask is exact (no
 anti-aliasing), so image and mask agree on every pixel. Deterministic: numpy float64 from a seeded generator.
@@ -22,7 +22,7 @@ NAME = "shapes_seg"
 CLASSES: tuple[str, ...] = ("background", "square", "disk", "triangle", "cross", "ring")
 IMAGE_SIZE = 48
 SPLIT_SIZES: dict[str, int] = {"train": 800, "val": 200, "test": 300}
-MAX_OBJECTS = 5
+MAX_OBJECTS = 4
 
 
 def _inside(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -49,7 +49,7 @@ def generate(n: int, rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[
     for k in range(MAX_OBJECTS):
         kinds = rng.integers(1, len(CLASSES), n)
         cx, cy = rng.uniform(0.12, 0.88, n), rng.uniform(0.12, 0.88, n)
-        radius, theta = rng.uniform(0.1, 0.2, n), rng.uniform(0.0, 2 * np.pi, n)
+        radius, theta = rng.uniform(0.15, 0.3, n), rng.uniform(0.0, 2 * np.pi, n)
         colours = random_colours(rng, n, sat=(0.3, 1.0), val=(0.3, 1.0))
         for i in np.flatnonzero(counts > k):
             dx, dy = (xx - cx[i]) / radius[i], (cy[i] - yy) / radius[i]  # (S, S), y up
