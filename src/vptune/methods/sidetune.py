@@ -55,7 +55,7 @@ class Sidetune(Method):
 
     name = "sidetune"
     summary = "Sidetune: side ConvNet blended with the frozen features"
-    default_optim = {"optimizer": "adamw", "lr": 4e-3, "weight_decay": 0.05}  # docs/default-optim.md
+    default_optim = {"optimizer": "adamw", "lr": 1.6e-2, "weight_decay": 0.05}  # docs/default-optim.md (measured)
     config_cls = SidetuneConfig
     shares_backbone_pass = True  # acts after pooling only
     reads_images_after_pool = True
