@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from multitask import call_times  # benchmarks/ is on sys.path when run as a script
 
 
 def seconds(fn: Callable[[], torch.Tensor], device: torch.device, min_seconds: float) -> float:
-    """Median seconds per call of ``fn`` (two warm-up calls), over at least ``min_seconds`` and 3 calls."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(2):
-        fn()
-    sync()
-    times, start = [], time.perf_counter()
-    while time.perf_counter() - start < min_seconds or len(times) < 3:
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    """Median seconds per call of ``fn`` (the timing loop of benchmarks/multitask.py)."""
+    return float(np.median(call_times(fn, device, min_seconds)))
 
 
 def variants(q: list[torch.Tensor], compile_flex: bool) -> dict[str, Callable[[], object]]:
