@@ -50,7 +50,8 @@ def test_shipped_suites_load_with_paper_grids():
     by = {m.name: m for m in suite.methods}
     assert by["vpt-deep"].optimizer == "sgd" and by["vpt-deep"].grid.lr == list(SGD_LRS)
     assert by["full"].optimizer == "adamw" and by["full"].grid.lr == list(ADAMW_LRS) and by["full"].grid.wd == list(WDS)
-    assert by["partial-1"].method == {"name": "partial", "head_init": "official", "k": 1} and by["partial-1"].paper_label == "partial_1"
+    assert by["partial-1"].method == {"name": "partial", "head_init": "official", "k": 1}
+    assert by["partial-1"].paper_label == "partial_1"
     plan = build_plan(suite, "/tmp/never-written")
     # SGD: linear, mlp-3, sidetune 40 each, vpt-shallow/deep 40 x 6 prompt lengths; AdamW: 16, adapter 16 x 3 r
     assert plan["counts"]["select"] == 19 * (3 * 40 + 2 * 240 + 3 * 16 + 48) and plan["counts"]["final"] == 19 * 9 * 5
