@@ -21,22 +21,21 @@ MODEL_CARD = ASSETS / "MODEL_CARD.md"
 # Architecture: 32x32 input, 4x4 patches (64 patch tokens + CLS), width 192, 6 blocks, 3 heads.
 MICRO_ARGS: dict[str, Any] = {"img_size": 32, "patch_size": 4, "embed_dim": 192, "depth": 6, "num_heads": 3}
 
+# The pretrained cfg every bundled micro backbone shares (32x32 input, ImageNet normalisation, no classes).
+MICRO_CFG: dict[str, Any] = {
+    "num_classes": 0,
+    "input_size": (3, 32, 32),
+    "pool_size": None,
+    "crop_pct": 1.0,
+    "interpolation": "bilinear",
+    "mean": IMAGENET_DEFAULT_MEAN,
+    "std": IMAGENET_DEFAULT_STD,
+    "classifier": "head",
+    "license": "apache-2.0",
+}
+
 default_cfgs = generate_default_cfgs(
-    {
-        "vptune_micro_vit.fractal": {
-            "file": str(MICRO_WEIGHTS),
-            "num_classes": 0,
-            "input_size": (3, 32, 32),
-            "pool_size": None,
-            "crop_pct": 1.0,
-            "interpolation": "bilinear",
-            "mean": IMAGENET_DEFAULT_MEAN,
-            "std": IMAGENET_DEFAULT_STD,
-            "first_conv": "patch_embed.proj",
-            "classifier": "head",
-            "license": "apache-2.0",
-        }
-    }
+    {"vptune_micro_vit.fractal": {"file": str(MICRO_WEIGHTS), **MICRO_CFG, "first_conv": "patch_embed.proj"}}
 )
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.convnext import ConvNeXt
 from timm.models.resnet import BasicBlock, ResNet
 from timm.models.swin_transformer import SwinTransformer
+
+from .micro import MICRO_CFG
 
 # Swin: 32x32 in 2x2 patches (16x16 grid), windows of 4 (shifted in stages 1-3), widths 24-48-96-192.
 MICRO_SWIN_ARGS: dict[str, Any] = {
@@ -31,23 +32,12 @@ MICRO_RESNET_ARGS: dict[str, Any] = {
     "stem_width": 16,
 }
 
-CFG = {
-    "num_classes": 0,
-    "input_size": (3, 32, 32),
-    "pool_size": None,
-    "crop_pct": 1.0,
-    "interpolation": "bilinear",
-    "mean": IMAGENET_DEFAULT_MEAN,
-    "std": IMAGENET_DEFAULT_STD,
-    "classifier": "head",
-    "license": "apache-2.0",
-}
 
 default_cfgs = generate_default_cfgs(
     {
-        "vptune_micro_swin.untrained": {**CFG, "first_conv": "patch_embed.proj"},
-        "vptune_micro_convnext.untrained": {**CFG, "first_conv": "stem.0", "classifier": "head.fc"},
-        "vptune_micro_resnet.untrained": {**CFG, "first_conv": "conv1", "classifier": "fc"},
+        "vptune_micro_swin.untrained": {**MICRO_CFG, "first_conv": "patch_embed.proj"},
+        "vptune_micro_convnext.untrained": {**MICRO_CFG, "first_conv": "stem.0", "classifier": "head.fc"},
+        "vptune_micro_resnet.untrained": {**MICRO_CFG, "first_conv": "conv1", "classifier": "fc"},
     }
 )
 
