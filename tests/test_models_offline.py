@@ -56,7 +56,13 @@ def test_models_json_lists_the_bundled_model_as_available_offline(empty_hf_cache
     assert rows["vptune_micro_vit"]["available_offline"] and rows["vptune_micro_vit"]["bundled"]
     assert rows["vptune_micro_vit"]["source"] == "bundled"
     assert not rows["vit_base_patch16_224.orig_in21k"]["available_offline"]  # empty cache: would download
-    assert {f["module"] for f in report["families"]} == {"vision_transformer", "deit"}
+    assert {f["module"] for f in report["families"]} == {
+        "vision_transformer",
+        "deit",
+        "swin_transformer",
+        "convnext",
+        "resnet",
+    }
 
 
 @pytest.mark.parametrize("network", ["hub_offline", "hub_unreachable"])

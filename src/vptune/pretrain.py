@@ -1,8 +1,11 @@
-"""``vptune pretrain``: pre-train the micro ViT on generated fractals with vptune's own engine.
+"""``vptune pretrain``: pre-train a micro backbone on generated fractals with vptune's own engine.
 
-The recipe (FractalDB-style formula-driven supervised pre-training) is data: :class:`PretrainRecipe`. The
-result is the backbone's weights in fp16 safetensors plus a model card with the recipe, upstream accuracy,
-wall time, hardware and a linear-probe transfer check on every offline task (pretrained vs random init).
+The recipe (FractalDB-style formula-driven supervised pre-training) is data: :class:`PretrainRecipe`; its
+``model`` is any supported timm architecture, made from random init (the bundled ``vptune_micro_vit``,
+``vptune_micro_swin`` and ``vptune_micro_convnext`` were made this way). The result is the backbone's weights
+in fp16 safetensors plus a model card with the recipe, upstream accuracy, wall time, hardware and a
+linear-probe transfer check on every offline task (pretrained vs random init). The training run checkpoints
+every epoch under ``OUT/run``: the same command again resumes an interrupted pre-training.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import save_file
+from torch import nn
 
 from . import __version__
 from .backbones import create_vit, weights_hash
@@ -26,6 +31,7 @@ from .data import TaskData, preprocessing_config
 from .data.offline_source import ArraySamples
 from .data.sources import carve_val
 from .engine.io import atomic_write, write_json
+from .errors import ConfigError
 
 
 class PretrainRecipe(BaseModel):
@@ -56,14 +62,53 @@ def fractal_task(recipe: PretrainRecipe) -> TaskData:
     return TaskData(name="fractals", classes=classes, splits={"train": train, "val": val}, spec="fractals")
 
 
-def probe_offline_tasks(vit: torch.nn.Module, random_vit: torch.nn.Module) -> list[dict[str, Any]]:
-    """Linear-probe accuracy per offline task for the given backbone and a random-init twin."""
+# timm class -> the family named in the model card
+ARCHITECTURES = {
+    "VisionTransformer": "ViT",
+    "SwinTransformer": "Swin Transformer",
+    "ConvNeXt": "ConvNeXt",
+    "ResNet": "ResNet",
+}
+
+
+def architecture_name(model: nn.Module) -> str:
+    """The family of a timm backbone in words (``ViT``, ``Swin Transformer``, ...), else its class name."""
+    return ARCHITECTURES.get(type(model).__name__, type(model).__name__)
+
+
+def check_probe_tasks(tasks: Sequence[str] | None) -> None:
+    """Fail early on a probe task that is not an offline task.
+
+    Raises:
+        ConfigError: An unknown name (the message lists the offline tasks).
+    """
+    from .data.offline import get_offline_task
+
+    for name in tasks or ():
+        try:
+            get_offline_task(name)
+        except ValueError as err:
+            raise ConfigError(f"--probe-tasks: {err}") from None
+
+
+def probe_offline_tasks(
+    vit: torch.nn.Module, random_vit: torch.nn.Module, tasks: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Linear-probe accuracy per offline task for the given backbone and a random-init twin.
+
+    Args:
+        vit: The pre-trained backbone (timm, no classifier).
+        random_vit: The same architecture at random init.
+        tasks: Offline task names to probe (default: every offline task, as the model cards report).
+    """
     from .data.offline import list_offline_tasks, load_offline_task
     from .probe import linear_probe
 
     pre = preprocessing_config(vit, "imagenet")
     rows = []
     for task in list_offline_tasks():
+        if tasks is not None and task.name not in tasks:
+            continue
         splits = load_offline_task(task.name)
         train, test = ArraySamples(*splits["train800val200"]), ArraySamples(*splits["test"])
         rows.append(
@@ -77,10 +122,21 @@ def probe_offline_tasks(vit: torch.nn.Module, random_vit: torch.nn.Module) -> li
     return rows
 
 
-def pretrain(recipe: PretrainRecipe, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Train ``recipe.model`` on fractals, write ``<model>_fractal.safetensors`` and ``MODEL_CARD.{md,json}``."""
+def pretrain(
+    recipe: PretrainRecipe, out_dir: str | Path, *, progress: bool = True, probe_tasks: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Train ``recipe.model`` on fractals, write ``<model>_fractal.safetensors`` and ``MODEL_CARD.{md,json}``.
+
+    Args:
+        recipe: Upstream data and optimisation (``recipe.model`` is created at random init).
+        out_dir: Output folder; the training run (checkpointed every epoch) lives in ``out_dir/run``, so
+            calling again with the same recipe and folder resumes an interrupted pre-training.
+        progress: Show progress bars.
+        probe_tasks: Offline tasks for the card's linear-probe check (default: all of them).
+    """
     from .engine.trainer import fit
 
+    check_probe_tasks(probe_tasks)  # before training, not after 40 minutes of it
     out = Path(out_dir)
     data = fractal_task(recipe)
     steps_per_epoch = math.ceil(len(data.splits["train"]) / recipe.batch_size)
@@ -117,6 +173,8 @@ def pretrain(recipe: PretrainRecipe, out_dir: str | Path, *, progress: bool = Tr
     random_vit = create_vit(recipe.model, pretrained=False)
     card = {
         "model": recipe.model,
+        "architecture": architecture_name(shipped),
+        "params": sum(p.numel() for p in shipped.parameters()),
         "weights_file": weights.name,
         "weights_hash": weights_hash(shipped),
         "weights_bytes": weights.stat().st_size,
@@ -135,7 +193,7 @@ def pretrain(recipe: PretrainRecipe, out_dir: str | Path, *, progress: bool = Tr
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
         "versions": {"vptune": __version__, "torch": torch.__version__},
-        "linear_probe": probe_offline_tasks(shipped, random_vit),
+        "linear_probe": probe_offline_tasks(shipped, random_vit, probe_tasks),
     }
     write_json(out / "MODEL_CARD.json", card)
     atomic_write(out / "MODEL_CARD.md", lambda tmp: Path(tmp).write_text(render_card(card)))
@@ -159,11 +217,15 @@ def refresh_probe(out_dir: str | Path) -> dict[str, Any]:
 def render_card(card: dict[str, Any]) -> str:
     """The model card as Markdown."""
     r = card["recipe"]
+    arch = card.get("architecture", "ViT")  # cards written before the field existed are the micro ViT's
+    size = f" ({card['params'] / 1e6:.2f} M parameters)" if "params" in card else ""
+    model_flag = "" if card["model"] == "vptune_micro_vit" else f" --model {card['model']}"
     lines = [
         f"# {card['model']} (fractal pre-training)",
         "",
-        "A small ViT pre-trained by `vptune pretrain` on formula-driven fractal images (FractalDB-style iterated",
-        "function systems) generated on the fly: no downloaded data, no overlap with the downstream offline tasks.",
+        f"A small {arch}{size} pre-trained by `vptune pretrain` on formula-driven fractal images (FractalDB-style",
+        "iterated function systems) generated on the fly: no downloaded data, no overlap with the downstream",
+        "offline tasks.",
         "",
         "## Recipe",
         "",
@@ -172,7 +234,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"{int(r['val_fraction'] * 100)}% held out",
         f"- optimisation: AdamW, lr {r['lr']}, weight decay {r['weight_decay']}, batch {r['batch_size']}, "
         f"{r['warmup_steps']} warmup steps then cosine, {r['steps']} steps, fp32",
-        f"- command: `vptune pretrain --steps {r['steps']} --out DIR`",
+        f"- command: `vptune pretrain{model_flag} --steps {r['steps']} --out DIR`",
         "",
         "## Result",
         "",

@@ -6,13 +6,16 @@ from typing import Any
 
 import timm
 
-from . import micro
+from . import micro, micro_families
 from .hub import offline_mode, weights_status
 
-# timm model modules built on timm's VisionTransformer, the class whose public seams vptune composes
+# timm model modules of the supported backbone families (docs/backbones.md), whose public seams vptune composes
 FAMILIES = (
     ("vision_transformer", "vit_* (ImageNet-21k/1k, augreg, DINOv2, CLIP, MAE, SigLIP, ...)"),
     ("deit", "deit_*, deit3_* (distilled variants included)"),
+    ("swin_transformer", "swin_* (Swin-T/S/B/L, ImageNet-1k/22k; vpt-shallow, vpt-deep)"),
+    ("convnext", "convnext_* (vpt-pad prompts)"),
+    ("resnet", "resnet*, resnext*, ... (vpt-pad prompts)"),
 )
 # backbones of the paper and the README's examples, always listed with their offline status
 KNOWN = (
@@ -25,12 +28,16 @@ KNOWN = (
     "vit_small_patch14_reg4_dinov2.lvd142m",
     "vit_base_patch16_clip_224.openai",
     "vit_base_patch16_224.mae",
+    "swin_base_patch4_window7_224.ms_in22k",
+    "convnext_base.fb_in22k",
+    "resnet50",
 )
 
 
 def bundled_models() -> list[str]:
     """Backbones whose weights ship inside the vptune package."""
-    return sorted({name.split(".")[0] for name in micro.default_cfgs})
+    cfgs = {**micro.default_cfgs, **micro_families.default_cfgs}  # model -> timm DefaultCfg
+    return sorted(name for name, cfg in cfgs.items() if cfg.default.file)
 
 
 def _cached_hub_models() -> list[str]:

@@ -1,8 +1,8 @@
 """Benchmark suites: a YAML file of tasks x methods (with options and grids) x seeds, and the protocol.
 
 A suite is validated with pydantic. Shipped suites live in ``vptune/bench/suites/*.yaml`` and are loaded by
-name (``vtab1k``, ``fgvc``, ``offline``, ``offline-quick``, ``offline-prompt-length``, ``offline-low-data``); any
-other argument is read as a YAML path.
+name (``vtab1k``, ``fgvc``, ``offline``, ``offline-quick``, ``offline-prompt-length``, ``offline-low-data``,
+``offline-backbones``, ...); any other argument is read as a YAML path.
 """
 
 from __future__ import annotations

@@ -144,8 +144,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "suite",
         help="shipped suite (vtab1k, fgvc: the paper's protocol with p searched; vtab1k-fixed-p, fgvc-fixed-p: cheaper "
         "variants with p fixed at 10; vtab1k-scale: ViT-B/L/H; offline, offline-quick, offline-prompt-length, "
-        "offline-low-data; offline-seg: segmentation, mIoU) or a suite YAML file. Every lr is a base lr, scaled by "
-        "batch/256 for SGD and AdamW (optim.scale_lr, true by default, as train and tune)",
+        "offline-low-data; offline-backbones: micro ViT, Swin, ConvNeXt; offline-seg: segmentation, mIoU) or a "
+        "suite YAML file. Every lr is a base lr, scaled by batch/256 for SGD and AdamW (optim.scale_lr, true by "
+        "default, as train and tune)",
     )
     p.add_argument("--out", help="output folder: runs/, result JSONs, report (required unless --dry-run)")
     p.add_argument("--data-root", help="ROOT of the vtab1k / fgvc tree (vtab1k:ROOT/TASK, fgvc:ROOT/NAME)")

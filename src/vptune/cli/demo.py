@@ -15,9 +15,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         card = refresh_probe(args.out)
         print(json.dumps(card["linear_probe"], indent=2))
         return 0
-    fields = {k: getattr(args, k) for k in ("steps", "num_classes", "per_class", "seed", "lr", "batch_size")}
+    keys = ("model", "steps", "num_classes", "per_class", "seed", "lr", "batch_size")
+    fields = {k: getattr(args, k) for k in keys}
     recipe = PretrainRecipe(**{k: v for k, v in fields.items() if v is not None})
-    card = pretrain(recipe, args.out, progress=not args.no_progress)
+    probe_tasks = args.probe_tasks.split(",") if args.probe_tasks else None
+    card = pretrain(recipe, args.out, progress=not args.no_progress, probe_tasks=probe_tasks)
     print(
         json.dumps(
             {k: card[k] for k in ("weights_file", "upstream_val_top1", "wall_seconds", "linear_probe")}, indent=2
@@ -52,14 +54,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``vptune pretrain`` and ``vptune demo``."""
-    p = sub.add_parser("pretrain", help="pre-train the micro ViT on generated fractals (offline)")
+    p = sub.add_parser("pretrain", help="pre-train a micro backbone on generated fractals (offline)")
     p.add_argument("--out", required=True, help="folder for the weights and MODEL_CARD.{md,json}")
+    p.add_argument(
+        "--model",
+        help="timm architecture, random init (default vptune_micro_vit; vptune_micro_swin, vptune_micro_convnext, ...)",
+    )
     p.add_argument("--steps", type=int, help="optimiser steps (default 1000, the bundled recipe)")
     p.add_argument("--num-classes", type=int, help="fractal classes (default 100)")
     p.add_argument("--per-class", type=int, help="images per class (default 100)")
     p.add_argument("--batch-size", type=int, help="images per step (default: the bundled recipe's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the bundled recipe's)")
     p.add_argument("--seed", type=int, help="random seed (default: the bundled recipe's)")
+    p.add_argument("--probe-tasks", help="comma-separated offline tasks for the card's linear probe (default: all)")
     add_no_progress(p)
     p.add_argument("--probe-only", action="store_true", help="only re-run the linear-probe check on DIR's weights")
     p.set_defaults(func=cmd_pretrain)
