@@ -34,7 +34,7 @@ def test_dry_run_json_plans_every_backbone_and_method(tmp_path, capsys):
     assert main(["bench", SUITE, "--out", str(tmp_path), "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["suite"] == SUITE and plan["model"] == {"name": "vptune_micro_vit", "pretrained": True}
-    assert [t["name"] for t in plan["tasks"]] == ["digits", "textures", "cells", "landcover", "clevr_count"]
+    assert [t["name"] for t in plan["tasks"]] == ["digits", "cells", "clevr_count", "textures", "landcover"]
     backbones = {m["name"]: m["overrides"]["model.name"] for m in plan["methods"]}
     assert backbones == {label: spec[0] for label, spec in EXPECTED.items()} | FULL
     # per task: 3 linear (3 grid points) + 6 others (2 points) selection runs, 9 methods x 2 seeds final runs

@@ -223,9 +223,9 @@ def render_card(card: dict[str, Any]) -> str:
     lines = [
         f"# {card['model']} (fractal pre-training)",
         "",
-        f"A small {arch}{size} pre-trained by `vptune pretrain` on formula-driven fractal images (FractalDB-style",
-        "iterated function systems) generated on the fly: no downloaded data, no overlap with the downstream",
-        "offline tasks.",
+        f"A small {arch}{size} pre-trained by `vptune pretrain` on formula-driven fractal images",
+        "(FractalDB-style iterated function systems) generated on the fly: no downloaded data, no overlap with the",
+        "downstream offline tasks.",
         "",
         "## Recipe",
         "",
