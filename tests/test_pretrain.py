@@ -15,6 +15,7 @@ from vptune.errors import ConfigError
 from vptune.pretrain import PretrainRecipe, pretrain, render_card
 
 # a few steps on a few fractal classes: the mechanics, not the quality
+MODEL_WEIGHTS = "vptune_micro_convnext_fractal.safetensors"
 TINY = ["--steps", "2", "--num-classes", "3", "--per-class", "20", "--batch-size", "16", "--probe-tasks", "cells"]
 
 
@@ -68,3 +69,31 @@ def test_unknown_probe_task_fails_before_training(tmp_path):
 def test_recipe_rejects_unknown_fields():
     with pytest.raises(ValueError, match="modle"):
         PretrainRecipe(modle="vptune_micro_swin")
+
+
+def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """A crash after the first epoch's checkpoint, then the same call again: the weights of an uninterrupted run."""
+    import vptune.engine.trainer as trainer
+
+    recipe = PretrainRecipe(model="vptune_micro_convnext", num_classes=3, per_class=20, steps=8, batch_size=16)
+    whole = pretrain(recipe, tmp_path / "whole", progress=False, probe_tasks=["cells"])
+
+    real_save = trainer.save_checkpoint
+
+    def save_then_crash(out, state):
+        real_save(out, state)
+        raise KeyboardInterrupt("killed after the first epoch's checkpoint")
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(recipe, tmp_path / "split", progress=False, probe_tasks=["cells"])
+    assert (tmp_path / "split" / "run" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "split" / MODEL_WEIGHTS).exists()
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    resumed = pretrain(recipe, tmp_path / "split", progress=False, probe_tasks=["cells"])
+    assert resumed["resumed"] and not whole["resumed"]
+    assert resumed["train_history"] == whole["train_history"]  # the checkpoint carries the first epoch's record
+    assert "for the resumed part only" in (tmp_path / "split" / "MODEL_CARD.md").read_text()
+    assert resumed["weights_hash"] == whole["weights_hash"]
+    a, b = load_file(str(tmp_path / "whole" / MODEL_WEIGHTS)), load_file(str(tmp_path / "split" / MODEL_WEIGHTS))
+    assert all(torch.equal(a[k], b[k]) for k in a)

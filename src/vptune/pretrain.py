@@ -30,6 +30,7 @@ from .config import build_config
 from .data import TaskData, preprocessing_config
 from .data.offline_source import ArraySamples
 from .data.sources import carve_val
+from .engine.checkpoint import CHECKPOINT_FILE
 from .engine.io import atomic_write, write_json
 from .errors import ConfigError
 
@@ -161,6 +162,7 @@ def pretrain(
             "out": str(out / "run"),
         }
     )
+    resumed = (out / "run" / CHECKPOINT_FILE).is_file()  # an interrupted call left its last epoch's checkpoint
     start = time.perf_counter()
     result = fit(cfg, data=data)
     wall = time.perf_counter() - start
@@ -185,6 +187,7 @@ def pretrain(
             for h in result.history
         ],
         "wall_seconds": round(wall, 1),
+        "resumed": resumed,
         "hardware": {
             "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
@@ -241,6 +244,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"- upstream held-out top-1: {card['upstream_val_top1']:.4f}",
         f"- wall time: {card['wall_seconds'] / 60:.1f} min on {card['hardware']['cpus']} CPU(s) "
         f"({card['hardware']['processor']}, {card['hardware']['torch_threads']} torch threads)"
+        + (" for the resumed part only (the run resumed from a checkpoint)" if card.get("resumed") else "")
         + (f", GPU {card['hardware']['cuda']}" if card["hardware"]["cuda"] else ""),
         f"- weights: `{card['weights_file']}`, fp16 safetensors, {card['weights_bytes'] / 1e6:.2f} MB, "
         f"hash {card['weights_hash']}",

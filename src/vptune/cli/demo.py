@@ -55,7 +55,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``vptune pretrain`` and ``vptune demo``."""
     p = sub.add_parser("pretrain", help="pre-train a micro backbone on generated fractals (offline)")
-    p.add_argument("--out", required=True, help="folder for the weights and MODEL_CARD.{md,json}")
+    p.add_argument(
+        "--out", required=True, help="folder for the weights and MODEL_CARD.{md,json} (the same again resumes)"
+    )
     p.add_argument(
         "--model",
         help="timm architecture, random init (default vptune_micro_vit; vptune_micro_swin, vptune_micro_convnext, ...)",
