@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
 from .lora_bank import LoraWeights, only_lora_tensors, per_sample_lora, shallow_copy, shares_with_lora
-from .planner import BatchPlanner, CostModel, Segment, calibrate_blocks, calibrate_passes, check_mode
+from .calibrate import calibrate_blocks, calibrate_passes
+from .planner import BatchPlanner, CostModel, Segment, check_mode
 from .varlen import packable, run_packed
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -141,11 +143,12 @@ class MultiTaskModel(nn.Module):
             if self.planner is not None:
                 old = self.planner
                 self.planner = BatchPlanner(old.base_tokens, old.cost, mode, old.packable, old.chosen)
+                self.planner.correction, self.planner.batches = old.correction, old.batches  # learnt online
 
     def calibrate(self, **kwargs: Any) -> CostModel:
         """Measure the planner's cost model on this machine (logged): real passes over the loaded tasks
-        (:func:`~vptune.tasks.planner.calibrate_passes`), or the blocks alone when no two tasks sharing the
-        backbone differ in prompt length (:func:`~vptune.tasks.planner.calibrate_blocks`). Predictions wait."""
+        (:func:`~vptune.tasks.calibrate.calibrate_passes`), or the blocks alone when no two tasks sharing the
+        backbone differ in prompt length (:func:`~vptune.tasks.calibrate.calibrate_blocks`). Predictions wait."""
         if self.planner is None or self.preprocessing is None:
             raise ArtifactError("no task loaded: add a task before calibrating the planner")
         dtype, planner, cache = next(self.backbone.parameters()).dtype, self.planner, {}
@@ -286,10 +289,15 @@ class MultiTaskModel(nn.Module):
             passes, packed = (plan.passes, plan.kind == "varlen") if plan else ((), False)  # segments per pass
             order = [i for n in [s.name for p in passes for s in p] + isolated for i in groups[n]]
             out: list[torch.Tensor] = []
+            start = time.perf_counter()
             for segments in passes:  # each pass pads its tasks to its own longest prompt
                 rows = [i for s in segments for i in groups[s.name]]
                 run = self._forward_packed if packed else self._forward_shared
                 out.extend(run(images[rows], [(s.name, s.count) for s in segments]))
+            if plan is not None and self.planner.observing:  # auto learns from the seconds its plan took
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.planner.observe(plan, time.perf_counter() - start)
             for name in isolated:  # a private backbone copy: one sub-batch per task
                 out.extend(self.task_modules[name](images[groups[name]]).unbind(0))
         by_sample = dict(zip(order, out))
