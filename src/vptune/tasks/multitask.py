@@ -34,8 +34,8 @@ from ..data.images import load_image
 from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
-from .lora_bank import LoraWeights, only_lora_tensors, per_sample_lora, shallow_copy, shares_with_lora
 from .calibrate import calibrate_blocks, calibrate_passes
+from .lora_bank import LoraWeights, only_lora_tensors, per_sample_lora, shallow_copy, shares_with_lora
 from .planner import BatchPlanner, CostModel, Segment, check_mode
 from .varlen import packable, run_packed
 
