@@ -93,6 +93,7 @@ def test_candidates_and_fixed_modes():
         ({"a": -1.0, "b": 0.0, "c": 0.0, "depth": 1}, "use a, b, c, v, margin >= 0"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "margin": -0.1}, "margin=-0.1"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "mask": 0.0}, "mask > 0"),
+        ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "factors": (("fast", 8, 1.0),)}, "of the families padded, split"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "r": 0.0}, "r > 0"),
         ({"a": 0.0, "b": 0.0, "c": 1.0, "depth": 1}, r"\(a or b > 0\)"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 0}, "depth >= 1"),
@@ -166,6 +167,8 @@ def test_calibrate_passes_recovers_a_known_machine(monkeypatch):
     for name in ("a", "b", "c", "v", "r", "mask"):
         assert getattr(cost, name) == pytest.approx(getattr(MACHINE, name), rel=1e-6, abs=1e-12), name
     assert cost.margin == 0.02  # noiseless timings: the floor
+    assert [(f, n) for f, n, _ in cost.factors] == [("padded", 8), ("padded", 64), ("varlen", 8), ("varlen", 64)]
+    assert all(x == pytest.approx(1.0) for *_, x in cost.factors)  # the model prices the timed shapes exactly
     with pytest.raises(ConfigError, match="one prompt length"):
         calibrate_passes(lambda *a: None, SPREAD[:1], depth=6, base_tokens=65)
 
@@ -242,6 +245,16 @@ def test_observations_are_clipped_and_one_length_ignored():
     assert planner.correction == {("split", 8): 4.0}
     planner.observe(planner.plan([Segment("a", 3, 5), Segment("b", 2, 5)]), 1e6)
     assert set(planner.correction) == {("split", 8)}
+
+
+def test_calibrated_shapes_start_as_measured():
+    """A packed pass measured at 0.8x its modelled price at 8 samples is priced so from the first batch."""
+    cost = CostModel(1e-6, 1e-8, 1e-3, depth=6, v=1e-4, factors=(("varlen", 8, 0.8), ("padded", 64, 1.5)))
+    planner = BatchPlanner(65, cost, packable=True)
+    assert planner.correction == {("varlen", 8): 0.8, ("padded", 64): 1.5}
+    segs = [Segment(s.name, 1, s.length) for s in SPREAD]  # 8 samples
+    packed = planner.candidates(segs)["varlen"]
+    assert planner.corrected(packed) == pytest.approx(0.8 * packed.cost)
 
 
 def test_auto_explores_the_runner_up_within_its_band():

@@ -2,15 +2,17 @@
 
 Each plan family is timed on the shapes it will price: lone-task passes (a, b, c), passes over all the tasks'
 prompt lengths with their padding masked (the ``mask`` factor) and packed passes (``r``, ``v``), with one and
-with ``max(batches)`` samples per task. Every point is timed ``repeats`` times in interleaved sweeps (a load
-spike slows every point alike) and its fastest call kept (other load only ever adds time). How far the fastest
-call of the first half of the repeats lies from that of the second half, relative (the median over points), is
-the calibration's spread: the planner's ``margin``, so a noisy calibration can not talk ``auto`` out of the
-padded pass.
+with ``max(batches)`` samples per task; what each mixed shape measured against its prediction becomes the
+planner's starting correction there (``CostModel.factors``). Every point is timed ``repeats`` times in
+interleaved sweeps (a load spike slows every point alike) and its fastest call kept (other load only ever adds
+time). How far the fastest call of the first half of the repeats lies from that of the second half, relative
+(the median over points), is the calibration's spread: the planner's ``margin``, so a noisy calibration can not
+talk ``auto`` out of the padded pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import statistics
@@ -22,7 +24,7 @@ import torch
 
 from ..backbones import Backbone
 from ..errors import ConfigError
-from .planner import CostModel, Segment
+from .planner import CostModel, Segment, bucket
 
 log = logging.getLogger("vptune.planner")
 
@@ -132,12 +134,24 @@ def calibrate_passes(
     lone = [fitted.pass_cost(sum(s.count for s in m), base_tokens + m[-1].length) for m in masked]
     measured = best[len(singles) : len(singles) + len(masked)]
     mask = math.exp(statistics.mean(math.log(t / p) for t, p in zip(measured, lone)))  # geometric mean ratio
-    r, v = packed_terms(fitted, groups, best[len(singles) + len(masked) :], base_tokens) if packed else (1.0, 0.0)
+    packs = best[len(singles) + len(masked) :]
+    r, v = packed_terms(fitted, groups, packs, base_tokens) if packed else (1.0, 0.0)
     margin = max(spread(times), MIN_MARGIN)
     fitted = CostModel(fitted.a, fitted.b, fitted.c, depth, v=v, r=r, mask=mask, margin=margin, source="calibrated")
+    factors = [
+        ("padded", m, t, fitted.pass_cost(sum(s.count for s in m), base_tokens + m[-1].length, True))
+        for m, t in zip(masked, measured)
+    ]
+    factors += [
+        ("varlen", g, t, fitted.packed_cost([(s.count, base_tokens + s.length) for s in g]))
+        for g, t in zip(groups, packs)
+    ]
+    shapes = tuple((family, bucket(sum(s.count for s in g)), t / p) for family, g, t, p in factors)
+    fitted = dataclasses.replace(fitted, factors=shapes)
     log.info(
         "planner calibrated on %d passes x %d in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass, "
-        "mask=%.3g (masked pass factor), v=%.3g s/packed segment, r=%.3g (packed token cost), margin=%.3g",
+        "mask=%.3g (masked pass factor), v=%.3g s/packed segment, r=%.3g (packed token cost), margin=%.3g, "
+        "measured/predicted at the timed shapes %s",
         len(jobs),
         repeats,
         time.perf_counter() - start,
@@ -148,6 +162,7 @@ def calibrate_passes(
         fitted.v,
         fitted.r,
         fitted.margin,
+        ", ".join(f"{f}@{n}: {x:.3g}" for f, n, x in fitted.factors),
     )
     return fitted
 

@@ -66,6 +66,8 @@ class CostModel:
             task's pass of the same shape.
         margin: Relative spread of the calibration's timings: ``auto`` leaves the one padded pass only for a plan
             predicted cheaper by more than this.
+        factors: ``(family, samples bucket, measured / predicted)`` at the shapes calibration timed: the
+            planner's starting corrections (:meth:`BatchPlanner.corrected`), so those shapes are priced as measured.
         source: Where the figures come from (``calibrated``, ``given``, ``flops``).
     """
 
@@ -77,6 +79,7 @@ class CostModel:
     r: float = 1.0
     mask: float = 1.0
     margin: float = 0.0
+    factors: tuple[tuple[str, int, float], ...] = ()
     source: str = "given"
 
     def __post_init__(self) -> None:
@@ -85,8 +88,11 @@ class CostModel:
                 f"planner cost model: a={self.a}, b={self.b}, c={self.c}, v={self.v}, margin={self.margin}, "
                 f"depth={self.depth}; use a, b, c, v, margin >= 0 (a or b > 0) and depth >= 1"
             )
-        if self.r <= 0 or self.mask <= 0:
-            raise ConfigError(f"planner cost model: r={self.r}, mask={self.mask}; use r > 0 and mask > 0")
+        if self.r <= 0 or self.mask <= 0 or any(f[2] <= 0 or f[0] not in FAMILIES for f in self.factors):
+            raise ConfigError(
+                f"planner cost model: r={self.r}, mask={self.mask}, factors={self.factors}; use r > 0, mask > 0 "
+                f"and factors > 0 of the families {', '.join(FAMILIES)}"
+            )
 
     def pass_cost(self, samples: int, length: int, masked: bool = False) -> float:
         """Predicted seconds of one pass over ``samples`` sequences of ``length`` tokens (``masked``: the pass
@@ -171,6 +177,8 @@ class BatchPlanner:
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
+        for family, size, factor in self.cost.factors:  # calibrated shapes: priced as measured
+            self.correction.setdefault((family, size), factor)
 
     def price(self, passes: Sequence[Sequence[Segment]]) -> float:
         """Predicted seconds of running ``passes`` (a pass over several prompt lengths is masked)."""
