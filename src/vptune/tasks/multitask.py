@@ -1,16 +1,16 @@
 """MultiTaskModel: one frozen backbone, many task artifacts, samples of different tasks in one batch.
 
-Prompt tasks (prepended prompts, any depth/length/sharing), head-only tasks and LoRA tasks run on the shared
-backbone over ``prefix + prompt block + patches``: a pass's block is as long as its longest prompt, each sample's
-prompts sit at its start (right-padded) and a boolean key mask given to every block (``block(x, attn_mask=...)``)
-hides the padding. Attention is the only op mixing tokens, so real tokens equal the task's own AdaptedModel's.
-LoRA tasks add their low-rank updates to their own rows only (:mod:`.lora_bank`). How a batch is split into
-passes (one padded pass, per prompt-length bucket, per task, or the cheapest mix) is chosen by the
-:mod:`.planner`. Which methods may share the backbone is declared by the method
-(:meth:`Method.shared_pass_blocker`); the others (bias, adapters, prefix, add/pixel prompts...) run isolated on
-their own backbone copy, as do all tasks on a backbone family without token prompts or masked attention. The
-shared pass runs the backbone through its :class:`~vptune.backbones.Backbone` interface, like every other
-forward in vptune."""
+Prompt tasks (prepended prompts, any depth/length/sharing), head-only tasks and LoRA, bias and adapter tasks
+run on the shared backbone over ``prefix + prompt block + patches``: a pass's block is as long as its longest
+prompt, each sample's prompts sit at its start (right-padded) and a boolean key mask given to every block
+(``block(x, attn_mask=...)``) hides the padding. Attention is the only op mixing tokens, so real tokens equal
+the task's own AdaptedModel's. LoRA, bias and adapter tasks add their terms to their own rows only
+(:mod:`.row_edits`). How a batch is split into passes (one padded pass, per prompt-length bucket, per task, or
+the cheapest mix) is chosen by the :mod:`.planner`. Which methods may share the backbone is declared by the
+method (:meth:`Method.shared_pass_blocker`); the others (prefix, partial, full, add/pixel prompts...) run
+isolated on their own backbone copy, as do all tasks on a backbone family without token prompts or masked
+attention. The shared pass runs the backbone through its :class:`~vptune.backbones.Backbone` interface, like
+every other forward in vptune."""
 
 from __future__ import annotations
 
