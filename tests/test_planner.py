@@ -232,8 +232,12 @@ def test_online_correction_moves_auto_back_to_the_padded_pass(caplog):
     assert "planner correction split at 8 samples" in caplog.text
     planner.observe(planner.plan(SEGS), 10.0)  # the padded pass as priced
     assert planner.correction == {("split", 8): 2.0, ("padded", 8): 1.0}
-    planner.observe(planner.plan(SEGS), 20.0)  # moving average (alpha 0.3) in log space
-    assert planner.correction[("padded", 8)] == pytest.approx(2**0.3)
+    planner.observe(planner.plan(SEGS), 20.0)  # the mean of the first measurements, in log space
+    assert planner.correction[("padded", 8)] == pytest.approx(2**0.5)
+    planner.observe(planner.plan(SEGS), 10.0)
+    assert planner.correction[("padded", 8)] == pytest.approx(2 ** (1 / 3))
+    planner.observe(planner.plan(SEGS), 10.0)  # from the 4th on: a moving average with weight alpha = 0.3
+    assert planner.correction[("padded", 8)] == pytest.approx(2 ** (0.7 / 3))
     planner.mode = "per-task"
     planner.observe(first, 1.0)  # forced plans teach nothing
     assert planner.correction[("split", 8)] > 1.25
@@ -252,6 +256,7 @@ def test_calibrated_shapes_start_as_measured():
     cost = CostModel(1e-6, 1e-8, 1e-3, depth=6, v=1e-4, factors=(("varlen", 8, 0.8), ("padded", 64, 1.5)))
     planner = BatchPlanner(65, cost, packable=True)
     assert planner.correction == {("varlen", 8): 0.8, ("padded", 64): 1.5}
+    assert planner.observed == {("varlen", 8): 1, ("padded", 64): 1}  # one measurement each
     segs = [Segment(s.name, 1, s.length) for s in SPREAD]  # 8 samples
     packed = planner.candidates(segs)["varlen"]
     assert planner.corrected(packed) == pytest.approx(0.8 * packed.cost)
@@ -262,6 +267,9 @@ def test_auto_explores_the_runner_up_within_its_band():
     planner.explore_every = 4
     families = [planner.plan(SEGS).family for _ in range(8)]
     assert families == ["split"] * 3 + ["padded"] + ["split"] * 3 + ["padded"]
+    default = priced(10.0, 8.0)  # every 16th, and early: the 4th and 8th batch
+    runs = [default.plan(SEGS).family for _ in range(32)]
+    assert [k + 1 for k, f in enumerate(runs) if f == "padded"] == [4, 8, 16, 32]
     far = priced(10.0, 5.0)  # the padded pass costs twice the split: outside the 1.3 band
     far.explore_every = 4
     assert {far.plan(SEGS).family for _ in range(8)} == {"split"}

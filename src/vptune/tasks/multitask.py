@@ -146,7 +146,8 @@ class MultiTaskModel(nn.Module):
             if self.planner is not None:
                 old = self.planner
                 self.planner = BatchPlanner(old.base_tokens, old.cost, mode, old.packable, old.chosen)
-                self.planner.correction, self.planner.batches = old.correction, old.batches  # learnt online
+                self.planner.correction, self.planner.observed = old.correction, old.observed  # learnt online
+                self.planner.batches = old.batches
 
     def calibrate(self, **kwargs: Any) -> CostModel:
         """Measure the planner's cost model on this machine (logged): real passes over the loaded tasks

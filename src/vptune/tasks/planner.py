@@ -16,8 +16,9 @@ A packed pass without any padding (:mod:`.varlen`) is priced as its real tokens 
 Noisy calibration must never make ``auto`` slower than one padded pass, so ``auto`` keeps the padded pass unless
 another plan is predicted cheaper by more than the calibration's measured spread (``margin``). It also learns
 online: the measured seconds of every batch it runs update a per-(plan family, batch size bucket) correction of
-the predictions (an exponential moving average of measured / predicted, logged), and every ``explore_every``-th
-batch of a bucket it runs the runner-up plan once where that is priced within ``explore_band`` of the choice, so a
+the predictions (a running mean of measured / predicted that turns into a moving average, logged), and on the
+4th, 8th and then every ``explore_every``-th batch of a bucket it runs the runner-up plan once where that is priced
+within ``explore_band`` of the choice, so a
 mis-priced plan gets measured too. The model is calibrated on the running machine by timing real passes of the
 loaded tasks (:mod:`.calibrate`) or given; both are logged on ``vptune.planner``. Every plan computes the same
 logits (tests check each task's own Predictor within 1e-4 for every plan); only the speed differs.
@@ -159,7 +160,8 @@ class BatchPlanner:
         packable: The backbone supports the packed pass (:func:`~vptune.tasks.varlen.packable`).
         learn: ``auto`` corrects its predictions by the measured seconds of the batches it runs
             (:meth:`observe`) and explores the runner-up now and then.
-        explore_every: Every this many ``auto`` batches of a batch-size bucket, run the runner-up plan once.
+        explore_every: On the 4th, 8th and every this many ``auto`` batches of a batch-size bucket, run the
+            runner-up plan once.
         explore_band: ... only where its corrected price is within this factor of the choice's.
     """
 
@@ -171,14 +173,16 @@ class BatchPlanner:
     learn: bool = True
     explore_every: int = 16
     explore_band: float = 1.3
-    alpha: float = 0.3  # weight of the newest measurement in the moving average
+    alpha: float = 0.3  # least weight of the newest measurement (the mean of the first ones weighs more)
     correction: dict[tuple[str, int], float] = field(default_factory=dict)  # (family, samples bucket) -> factor
+    observed: dict[tuple[str, int], int] = field(default_factory=dict)  # measurements behind each factor
     batches: dict[int, int] = field(default_factory=dict)  # samples bucket -> auto batches planned
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
         for family, size, factor in self.cost.factors:  # calibrated shapes: priced as measured
             self.correction.setdefault((family, size), factor)
+            self.observed.setdefault((family, size), 1)  # the calibration's timing counts as one measurement
 
     def price(self, passes: Sequence[Sequence[Segment]]) -> float:
         """Predicted seconds of running ``passes`` (a pass over several prompt lengths is masked)."""
@@ -250,7 +254,8 @@ class BatchPlanner:
             if self.learn and runner_up is not None:
                 size = bucket(sum(s.count for s in segments))
                 self.batches[size] = self.batches.get(size, 0) + 1
-                explore = self.explore_every > 0 and self.batches[size] % self.explore_every == 0
+                n = self.batches[size]
+                explore = self.explore_every > 0 and (n in (4, 8) or n % self.explore_every == 0)
                 if explore and self.corrected(runner_up) <= self.explore_band * self.corrected(chosen):
                     chosen = runner_up  # measured once now and then, so a mis-priced plan can win back
         else:
@@ -272,8 +277,9 @@ class BatchPlanner:
     def observe(self, plan: Plan, seconds: float) -> None:
         """Fold one batch's measured ``seconds`` under ``plan`` into its family's correction (``auto`` only).
 
-        The correction is a moving average of measured / predicted, each ratio clipped to [1/4, 4] (a stall of
-        the machine moves it by at most that); changes of more than 10% are logged at info level.
+        The correction is the mean of the logs of measured / predicted over the first measurements, then a
+        moving average with weight ``alpha``; each ratio is clipped to [1/4, 4] (a stall of the machine moves it
+        by at most that). Changes of more than 10% are logged at info level.
         """
         lengths = {s.length for p in plan.passes for s in p}
         if not self.observing or plan.cost <= 0 or len(lengths) < 2:  # one prompt length: no choice was made
@@ -281,9 +287,10 @@ class BatchPlanner:
         samples = sum(s.count for p in plan.passes for s in p)
         key = (plan.family, bucket(samples))
         ratio = min(max(seconds / plan.cost, 0.25), 4.0)
-        old = self.correction.get(key)
-        new = ratio if old is None else math.exp((1 - self.alpha) * math.log(old) + self.alpha * math.log(ratio))
-        self.correction[key] = new
+        old, count = self.correction.get(key), self.observed.get(key, 0) + 1
+        weight = max(1 / count, self.alpha)
+        new = ratio if old is None else math.exp((1 - weight) * math.log(old) + weight * math.log(ratio))
+        self.correction[key], self.observed[key] = new, count
         if old is None or abs(new / old - 1) > 0.1:
             log.info(
                 "planner correction %s at %d samples: %.3g x predicted (measured %.3g ms, predicted %.3g ms)",
