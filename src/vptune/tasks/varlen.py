@@ -9,8 +9,10 @@ one length, so a segment is rectangular and timm's attention (fused SDPA) runs o
 
 The block is composed from timm ``Block``'s public attributes (``norm1``, ``attn``, ``ls1``, ``drop_path1``,
 ``norm2``, ``mlp``, ``ls2``, ``drop_path2``) the way ``Block.forward`` composes them, so only backbones whose
-blocks are exactly timm's ViT ``Block`` qualify (:func:`packable`). Whether it is faster than the padded
-passes the planner picks is measured by ``benchmarks/multitask.py`` (docs/serving.md).
+blocks are exactly timm's ViT ``Block`` qualify (:func:`packable`). The blocks run through the one block loop,
+:meth:`~vptune.backbones.Backbone.run_blocks`, with this packed block as its ``step`` and a list of per-task
+segments as the features. Whether it is faster than the padded passes the planner picks is measured by
+``benchmarks/multitask.py`` (docs/serving.md).
 """
 
 from __future__ import annotations
