@@ -52,6 +52,7 @@ def test_bucket(length, expected):
     [
         (CostModel(1.0, 0.0, 0.0, depth=2), SPREAD[:5]),  # tokens only, no pass cost: one pass per length
         (CostModel(1.0, 0.05, 3.0, depth=3), SPREAD[:6]),
+        (CostModel(1.0, 0.05, 3.0, depth=3, mask=1.4), SPREAD[:6]),  # masked passes dearer: fewer mixed passes
         (CostModel(0.0, 1.0, 1e6, depth=1), SPREAD[:6]),  # huge pass cost: one padded pass
         (
             CostModel(1e-3, 1e-5, 0.05, depth=6),
@@ -232,12 +233,15 @@ def test_online_correction_moves_auto_back_to_the_padded_pass(caplog):
     assert "planner correction split at 8 samples" in caplog.text
     planner.observe(planner.plan(SEGS), 10.0)  # the padded pass as priced
     assert planner.correction == {("split", 8): 2.0, ("padded", 8): 1.0}
-    planner.observe(planner.plan(SEGS), 20.0)  # the mean of the first measurements, in log space
+    planner.observe(planner.plan(SEGS), 20.0)  # median of two: their geometric mean
     assert planner.correction[("padded", 8)] == pytest.approx(2**0.5)
-    planner.observe(planner.plan(SEGS), 10.0)
-    assert planner.correction[("padded", 8)] == pytest.approx(2 ** (1 / 3))
-    planner.observe(planner.plan(SEGS), 10.0)  # from the 4th on: a moving average with weight alpha = 0.3
-    assert planner.correction[("padded", 8)] == pytest.approx(2 ** (0.7 / 3))
+    planner.observe(planner.plan(SEGS), 10.0)  # median of 1, 2, 1
+    assert planner.correction[("padded", 8)] == pytest.approx(1.0)
+    for seconds in (12.0, 40.0, 12.0, 12.0):  # the spike (4x) is ignored; the window keeps the latest 5
+        planner.observe(planner.plan(SEGS), seconds)
+        assert planner.correction[("padded", 8)] < 1.25
+    assert planner.correction[("padded", 8)] == pytest.approx(1.2)
+    assert len(planner.observed[("padded", 8)]) == 5
     planner.mode = "per-task"
     planner.observe(first, 1.0)  # forced plans teach nothing
     assert planner.correction[("split", 8)] > 1.25
@@ -256,7 +260,7 @@ def test_calibrated_shapes_start_as_measured():
     cost = CostModel(1e-6, 1e-8, 1e-3, depth=6, v=1e-4, factors=(("varlen", 8, 0.8), ("padded", 64, 1.5)))
     planner = BatchPlanner(65, cost, packable=True)
     assert planner.correction == {("varlen", 8): 0.8, ("padded", 64): 1.5}
-    assert planner.observed == {("varlen", 8): 1, ("padded", 64): 1}  # one measurement each
+    assert planner.observed == {("varlen", 8): [math.log(0.8)], ("padded", 64): [math.log(1.5)]}  # one each
     segs = [Segment(s.name, 1, s.length) for s in SPREAD]  # 8 samples
     packed = planner.candidates(segs)["varlen"]
     assert planner.corrected(packed) == pytest.approx(0.8 * packed.cost)

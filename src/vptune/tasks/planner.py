@@ -16,7 +16,7 @@ A packed pass without any padding (:mod:`.varlen`) is priced as its real tokens 
 Noisy calibration must never make ``auto`` slower than one padded pass, so ``auto`` keeps the padded pass unless
 another plan is predicted cheaper by more than the calibration's measured spread (``margin``). It also learns
 online: the measured seconds of every batch it runs update a per-(plan family, batch size bucket) correction of
-the predictions (a running mean of measured / predicted that turns into a moving average, logged), and on the
+the predictions (the median of measured / predicted over its latest batches, logged), and on the
 4th, 8th and then every ``explore_every``-th batch of a bucket it runs the runner-up plan once where that is priced
 within ``explore_band`` of the choice, so a
 mis-priced plan gets measured too. The model is calibrated on the running machine by timing real passes of the
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -173,16 +174,16 @@ class BatchPlanner:
     learn: bool = True
     explore_every: int = 16
     explore_band: float = 1.3
-    alpha: float = 0.3  # least weight of the newest measurement (the mean of the first ones weighs more)
+    window: int = 5  # the correction is the median of this many latest measurements
     correction: dict[tuple[str, int], float] = field(default_factory=dict)  # (family, samples bucket) -> factor
-    observed: dict[tuple[str, int], int] = field(default_factory=dict)  # measurements behind each factor
+    observed: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # latest log(measured / predicted)
     batches: dict[int, int] = field(default_factory=dict)  # samples bucket -> auto batches planned
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
         for family, size, factor in self.cost.factors:  # calibrated shapes: priced as measured
             self.correction.setdefault((family, size), factor)
-            self.observed.setdefault((family, size), 1)  # the calibration's timing counts as one measurement
+            self.observed.setdefault((family, size), [math.log(factor)])  # calibration's timing: one measurement
 
     def price(self, passes: Sequence[Sequence[Segment]]) -> float:
         """Predicted seconds of running ``passes`` (a pass over several prompt lengths is masked)."""
@@ -277,9 +278,9 @@ class BatchPlanner:
     def observe(self, plan: Plan, seconds: float) -> None:
         """Fold one batch's measured ``seconds`` under ``plan`` into its family's correction (``auto`` only).
 
-        The correction is the mean of the logs of measured / predicted over the first measurements, then a
-        moving average with weight ``alpha``; each ratio is clipped to [1/4, 4] (a stall of the machine moves it
-        by at most that). Changes of more than 10% are logged at info level.
+        The correction is the median of measured / predicted over the latest ``window`` measurements (geometric
+        mean of the middle two for an even count), so one load spike during a batch does not move it; each ratio
+        is clipped to [1/4, 4]. Changes of more than 10% are logged at info level.
         """
         lengths = {s.length for p in plan.passes for s in p}
         if not self.observing or plan.cost <= 0 or len(lengths) < 2:  # one prompt length: no choice was made
@@ -287,10 +288,9 @@ class BatchPlanner:
         samples = sum(s.count for p in plan.passes for s in p)
         key = (plan.family, bucket(samples))
         ratio = min(max(seconds / plan.cost, 0.25), 4.0)
-        old, count = self.correction.get(key), self.observed.get(key, 0) + 1
-        weight = max(1 / count, self.alpha)
-        new = ratio if old is None else math.exp((1 - weight) * math.log(old) + weight * math.log(ratio))
-        self.correction[key], self.observed[key] = new, count
+        recent = [*self.observed.get(key, []), math.log(ratio)][-self.window :]
+        old, new = self.correction.get(key), math.exp(statistics.median(recent))
+        self.correction[key], self.observed[key] = new, recent
         if old is None or abs(new / old - 1) > 0.1:
             log.info(
                 "planner correction %s at %d samples: %.3g x predicted (measured %.3g ms, predicted %.3g ms)",
