@@ -11,8 +11,8 @@ Random backbone weights (speed and memory do not depend on them); T vpt-deep tas
   sub-batch    each task's own AdaptedModel on its share of the batch, one task after the other
 Throughput is each variant's fastest call over interleaved rounds (other jobs on a shared machine only add time
 to a call); the mean over all calls is reported too. The planner is calibrated first, as ``vptune serve`` does.
-Memory (parameter and buffer bytes held) of a bank of T vpt-deep tasks and of T LoRA tasks against one
-backbone, on ``--memory-model`` (default: the timed model).
+Memory (parameter and buffer bytes held) of a bank of T vpt-deep, T LoRA, T BitFit and T adapter tasks against one
+backbone, on ``--memory-model`` (default: the timed model); the bank reports how many tasks hold a private copy.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from vptune.methods import build_method
 from vptune.model import AdaptedModel
 from vptune.tasks import read_task, save_task
 from vptune.tasks.artifact import attach_task
-from vptune.tasks.lora_bank import shallow_copy
 from vptune.tasks.multitask import MultiTaskModel
 from vptune.tasks.planner import PLANS, Segment
+from vptune.tasks.row_edits import structural_copy
 
 
 def call_times(fn: Callable[[], object], device: torch.device, min_seconds: float) -> list[float]:
@@ -62,18 +62,28 @@ def tensor_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
+CONFIGS = {"lora": {"name": "lora", "rank": 8}, "bias": {"name": "bias"}, "adapter": {"name": "adapter"}}
+"""The memory section's methods besides vpt-deep: LoRA rank 8 on qkv, BitFit, adapters with the default r = 8."""
+
+
 def make_tasks(model: str, vit: torch.nn.Module, root: Path, method: str, tasks: int, max_len: int) -> list:
-    """Save ``tasks`` artifacts: vpt-deep with prompt lengths spread over 1..``max_len``, or LoRA rank 8 on qkv."""
+    """Save ``tasks`` artifacts: vpt-deep with prompt lengths spread over 1..``max_len``, or :data:`CONFIGS`' method
+    (trained tensors made random, so every bias differs from the backbone's)."""
     info, digest = describe(model, vit), weights_hash(vit)
     size = int(vit.patch_embed.img_size[0])
     pre = {"input_size": [size, size], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic"}
     src = {"pretrained": False, "weights": None, "img_size": None}
     lengths = np.linspace(1, max_len, tasks).round().astype(int).tolist()
+    biases = [n for n, _ in vit.named_parameters() if n.endswith(".bias")]  # BitFit writes these: private copies
     out = []
     for i, p in enumerate(lengths):
-        config = {"name": "vpt-deep", "prompt_length": p} if method == "vpt-deep" else {"name": "lora", "rank": 8}
-        base = vit if method == "vpt-deep" else shallow_copy(vit)  # LoRA wraps Linear layers: not the shared one
+        config = {"name": "vpt-deep", "prompt_length": p} if method == "vpt-deep" else CONFIGS[method]
+        base = vit if method == "vpt-deep" else structural_copy(vit, biases)  # methods wrap or train its modules
         adapted = AdaptedModel(base, info, build_method(config, info), 10 + i, backbone_hash=digest)
+        with torch.no_grad():
+            for t in adapted.parameters():
+                if t.requires_grad:
+                    t.add_(0.01 * torch.randn_like(t))
         path = root / f"{method}{i}"
         classes = [str(c) for c in range(10 + i)]
         save_task(path, adapted, classes=classes, preprocessing={**pre, "augment": "none"}, backbone_source=src)
@@ -88,7 +98,13 @@ def memory(model: str, method: str, tasks: int, max_len: int) -> dict:
         specs = make_tasks(model, vit, Path(tmp), method, tasks, max_len)
         bank = MultiTaskModel.from_dirs({name: path for name, path, _ in specs}, backbone=vit, model_name=model)
     held, backbone = bank.memory_bytes()["total"], tensor_bytes(vit)
-    return {"bank_bytes": held, "backbone_bytes": backbone, "bank_vs_one_backbone": round(held / backbone, 4)}
+    isolated = sum(t["mode"] == "isolated" for t in bank.tasks)
+    return {
+        "bank_bytes": held,
+        "backbone_bytes": backbone,
+        "bank_vs_one_backbone": round(held / backbone, 4),
+        "tasks_with_a_private_copy": isolated,
+    }
 
 
 def time_batch(args: argparse.Namespace, bank: MultiTaskModel, own: dict, specs: list, batch: int) -> dict:
@@ -101,6 +117,7 @@ def time_batch(args: argparse.Namespace, bank: MultiTaskModel, own: dict, specs:
     shares = {name: images[[i for i, n in enumerate(names) if n == name]] for name, _, _ in specs}
     segments = [Segment(n, len(x), bank.entries[n].length) for n, x in shares.items() if len(x)]
     plans = bank.planner.candidates(segments)
+    before = dict(bank.planner.chosen)
     bank.set_plan("auto")
     choice = bank.planner.plan(segments)  # what auto runs (a padded split or the packed pass)
 
@@ -126,11 +143,21 @@ def time_batch(args: argparse.Namespace, bank: MultiTaskModel, own: dict, specs:
     speed = {key: batch / min(min(r) for r in v) for key, v in rounds.items()}
     median = {key: batch * len(sum(v, [])) / sum(sum(v, [])) for key, v in rounds.items()}
     auto = speed["plan:auto"]
+    learnt = {f"{family}@{size}": round(f, 3) for (family, size), f in bank.planner.correction.items()}
+    bank.set_plan("auto")
+    after = bank.planner.choose(segments)[0]  # auto's choice once corrected by the batches it ran
     return {
         "batch": batch,
         "images_per_s": {k: round(v, 1) for k, v in speed.items()},
         "images_per_s_mean_over_calls": {k: round(v, 1) for k, v in median.items()},
         "planner_choice": choice.describe(),
+        "planner_choice_after_timing": after.describe(),
+        "online_corrections": learnt,
+        "auto_plans_run": {
+            k: n - before.get(k, 0)
+            for k, n in bank.planner.chosen.items()
+            if k.startswith("auto:") and n > before.get(k, 0)
+        },
         "predicted_ms": {k: round(1000 * p.cost, 3) for k, p in plans.items()} | {"auto": round(1000 * choice.cost, 3)},
         "measured_ms": {k: round(1000 * batch / speed[f"plan:{k}"], 3) for k in plans},  # fastest call
         "auto_vs_sub_batches": round(auto / speed["sub-batch"], 3),
@@ -178,6 +205,8 @@ def main() -> None:
         "c": cost.c,
         "v": cost.v,
         "r": cost.r,
+        "mask": cost.mask,
+        "margin": cost.margin,
     }
     report = {
         "model": args.model,
@@ -189,7 +218,7 @@ def main() -> None:
         "batches": [time_batch(args, bank, own, specs, b) for b in args.batch],
         "memory": {},
     }
-    for method in ("vpt-deep", "lora"):
+    for method in ("vpt-deep", *CONFIGS):
         report["memory"][method] = memory(args.memory_model or args.model, method, args.tasks, args.max_len)
     print(json.dumps(report, indent=2))
     if args.json:

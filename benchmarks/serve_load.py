@@ -165,9 +165,20 @@ def main() -> None:
         "tasks": {name: method for name, (method, _) in TASKS.items()},
         "planner_cost_model": None
         if cost is None
-        else {"a": cost.a, "b": cost.b, "c": cost.c, "v": cost.v, "r": cost.r},
+        else {
+            "a": cost.a,
+            "b": cost.b,
+            "c": cost.c,
+            "v": cost.v,
+            "r": cost.r,
+            "mask": cost.mask,
+            "margin": cost.margin,
+        },
         "plans": {plan: summary(*run) for plan, run in runs.items()},
         "planner_choices": bank.planner.chosen,
+        "planner_corrections": {
+            f"{family}@{size}": round(f, 3) for (family, size), f in bank.planner.correction.items()
+        },
         "torch_threads": torch.get_num_threads(),
     }
     if {"auto", "padded"} <= set(runs):

@@ -11,7 +11,7 @@ and a task root. ``--clients`` clients loop until the deadline, each request pic
   huge dimensions, oversized bytes), and bad requests (unknown task, missing field, wrong key, foreign Host,
   too many files);
 - task churn: one client removes and re-adds a task named ``swap`` alternating a 3-class and a 5-class folder,
-  and adds/removes an isolated (BitFit, private backbone copy) task; other clients predict on ``swap`` and the
+  and adds/removes an isolated (vpt-prefix, private backbone copy) task; other clients predict on ``swap`` and the
   answer must match the version whose class count it has.
 
 Prints requests served, 4xx by cause, 5xx (must be 0), wrong answers (must be 0), p50/p99 latency of the valid
@@ -50,7 +50,7 @@ STABLE = {
 CHURN = {
     "swap3": ({"name": "vpt-deep", "prompt_length": 3}, 3),
     "swap5": ({"name": "vpt-shallow", "prompt_length": 4}, 5),
-    "bitfit": ({"name": "bias"}, 4),
+    "prefix": ({"name": "vpt-prefix", "prompt_length": 3}, 4),
 }
 LIMITS = {"max_image_bytes": 2 * 1024 * 1024, "max_pixels": 16_000_000, "max_files": 8, "max_isolated": 1}
 
@@ -158,7 +158,7 @@ def references(root: Path, images: dict[str, bytes]) -> dict[tuple[str, str], li
     from vptune.serve.decode import decode_image
 
     out = {}
-    for name in [*STABLE, "swap3", "swap5", "bitfit"]:
+    for name in [*STABLE, "swap3", "swap5", "prefix"]:
         predictor = Predictor.from_dir(root / name, device="cpu")
         for file, data in images.items():
             image = decode_image(data, file, ("PNG", "JPEG", "WEBP"), 16_000_000, target=(32, 32))
@@ -264,11 +264,11 @@ async def churn(http: httpx.AsyncClient, step: int, tally: Tally) -> None:
     r = await http.post("/v1/tasks", json={"name": "swap", "path": version}, headers=admin)
     tally.record("add swap", r, 201)
     if step % 5 == 0:
-        r = await http.post("/v1/tasks", json={"name": "bitfit", "path": "bitfit"}, headers=admin)
+        r = await http.post("/v1/tasks", json={"name": "prefix", "path": "prefix"}, headers=admin)
         tally.record("add isolated", r, 201)
-        r = await http.post("/v1/tasks", json={"name": "bitfit2", "path": "bitfit"}, headers=admin)
+        r = await http.post("/v1/tasks", json={"name": "prefix2", "path": "prefix"}, headers=admin)
         tally.record("isolated over the cap", r, 409)
-        r = await http.delete("/v1/tasks/bitfit", headers=admin)
+        r = await http.delete("/v1/tasks/prefix", headers=admin)
         tally.record("remove isolated", r, 200)
     r = await http.post("/v1/tasks", json={"name": "x", "path": "../etc"}, headers=admin)
     tally.record("path outside root", r, 403)

@@ -11,15 +11,10 @@ from test_multitask import fresh_model, make_images, micro_backbone, reference, 
 
 from vptune.backbones import wrap_backbone
 from vptune.methods import build_method
-from vptune.tasks.lora_bank import (
-    LoraWeights,
-    linear_at,
-    only_lora_tensors,
-    per_sample_lora,
-    shallow_copy,
-    shares_with_lora,
-)
+from vptune.tasks.delta_bank import row_method
+from vptune.tasks.lora_bank import LoraWeights, linear_at, only_lora_tensors, shallow_copy
 from vptune.tasks.multitask import MultiTaskModel
+from vptune.tasks.row_edits import per_sample_edits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 NAME = "vptune_micro_vit"
@@ -55,7 +50,7 @@ def test_per_sample_updates_equal_merged_weights():
     second = random_weights(arch, {1: ["proj", "fc1"], 5: ["qkv"]}, rank=4, scale=2.0, seed=1)
     x = torch.randn(6, 65, 192)  # (B, N, D): rows 0-1 first task, 2 none, 3-5 second task
     with torch.no_grad():
-        with per_sample_lora(arch, [(0, 2, first), (2, 1, None), (3, 3, second)]):
+        with per_sample_edits(arch, [(0, 2, first), (2, 1, None), (3, 3, second)]):
             got = arch.run_blocks(x)
         want = [
             wrap_backbone(merged(vit, w), NAME).run_blocks(x[rows])
@@ -73,7 +68,7 @@ def test_hooks_are_removed_even_after_an_error():
     vit, _ = micro_backbone()
     arch = wrap_backbone(vit, NAME)
     weights = random_weights(arch, {0: ["qkv"], 2: ["fc1"]}, rank=2, scale=1.0, seed=0)
-    with pytest.raises(RuntimeError, match="boom"), per_sample_lora(arch, [(0, 1, weights)]):
+    with pytest.raises(RuntimeError, match="boom"), per_sample_edits(arch, [(0, 1, weights)]):
         assert linear_at(arch, 0, "qkv")._forward_hooks
         raise RuntimeError("boom")
     assert not any(m._forward_hooks for m in vit.modules())
@@ -87,11 +82,19 @@ def test_shallow_copy_shares_tensors_but_not_modules():
     assert isinstance(vit.blocks[0].attn.qkv, torch.nn.Linear)
 
 
-@pytest.mark.parametrize(("method", "expected"), [({"name": "lora"}, True), ({"name": "bias"}, False)])
-def test_which_methods_may_share_with_lora(method, expected):
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ({"name": "lora"}, "lora"),
+        ({"name": "bias"}, "bias"),
+        ({"name": "adapter"}, "adapter"),
+        ({"name": "full"}, None),
+    ],
+)
+def test_which_methods_may_run_per_sample(method, expected):
     vit, _ = micro_backbone()
     arch = wrap_backbone(vit, NAME)
-    assert shares_with_lora(build_method(method, arch.info), arch) is expected
+    assert row_method(build_method(method, arch.info), arch) == expected
 
 
 @pytest.mark.parametrize(
@@ -109,10 +112,10 @@ def test_only_lora_tensors(names, expected):
 
 
 def test_a_lora_task_with_other_backbone_tensors_gets_a_private_copy(tmp_path, monkeypatch):
-    from vptune.tasks import multitask
+    from vptune.tasks import delta_bank
 
     path = save_tiny_task(tmp_path / "odd", {"name": "lora", "rank": 2}, 2, seed=0)
-    monkeypatch.setattr(multitask, "only_lora_tensors", lambda backbone, names: False)
+    monkeypatch.setattr(delta_bank, "only_lora_tensors", lambda backbone, names: False)
     bank = MultiTaskModel.from_dirs({"odd": path})
     assert bank.tasks[0]["mode"] == "isolated" and "backbone" in bank.tasks[0]["isolated_reason"]
     assert bank.memory_bytes()["tasks"] > bank.memory_bytes()["backbone"]  # a whole copy

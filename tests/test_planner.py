@@ -12,18 +12,10 @@ from test_multitask import TASKS, build_artifacts, make_images, micro_backbone
 
 from vptune.backbones import wrap_backbone
 from vptune.errors import ConfigError
-from vptune.tasks import planner as planner_module
+from vptune.tasks import calibrate as calibrate_module
+from vptune.tasks.calibrate import calibrate_blocks, calibrate_passes, fit_cost, spread
 from vptune.tasks.multitask import MultiTaskModel
-from vptune.tasks.planner import (
-    PLANS,
-    BatchPlanner,
-    CostModel,
-    Segment,
-    bucket,
-    calibrate_blocks,
-    calibrate_passes,
-    fit_cost,
-)
+from vptune.tasks.planner import PLANS, BatchPlanner, CostModel, Segment, bucket
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,6 +52,7 @@ def test_bucket(length, expected):
     [
         (CostModel(1.0, 0.0, 0.0, depth=2), SPREAD[:5]),  # tokens only, no pass cost: one pass per length
         (CostModel(1.0, 0.05, 3.0, depth=3), SPREAD[:6]),
+        (CostModel(1.0, 0.05, 3.0, depth=3, mask=1.4), SPREAD[:6]),  # masked passes dearer: fewer mixed passes
         (CostModel(0.0, 1.0, 1e6, depth=1), SPREAD[:6]),  # huge pass cost: one padded pass
         (
             CostModel(1e-3, 1e-5, 0.05, depth=6),
@@ -98,7 +91,10 @@ def test_candidates_and_fixed_modes():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"a": -1.0, "b": 0.0, "c": 0.0, "depth": 1}, "use a, b, c, v >= 0"),
+        ({"a": -1.0, "b": 0.0, "c": 0.0, "depth": 1}, "use a, b, c, v, margin >= 0"),
+        ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "margin": -0.1}, "margin=-0.1"),
+        ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "mask": 0.0}, "mask > 0"),
+        ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "factors": (("fast", 8, 1.0),)}, "of the families padded, split"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 1, "r": 0.0}, "r > 0"),
         ({"a": 0.0, "b": 0.0, "c": 1.0, "depth": 1}, r"\(a or b > 0\)"),
         ({"a": 1.0, "b": 0.0, "c": 0.0, "depth": 0}, "depth >= 1"),
@@ -142,26 +138,145 @@ def test_calibrate_blocks_measures_the_backbone(caplog):
     assert "planner calibrated on 4 block runs" in caplog.text
 
 
+MACHINE = CostModel(2e-6, 3e-9, 1e-3, depth=6, v=5e-4, r=1.3, mask=1.2)
+
+
+def fake_machine(monkeypatch, truth: CostModel, noise: list[float] | None = None) -> None:
+    """Replace calibration timings by ``truth``'s prices; call k of a point is scaled by ``noise[k]``."""
+    noise = noise or [1.0]
+
+    def fake_sweep(jobs, repeats):
+        out = []
+        for job in jobs:
+            segments, packed = job.args
+            if packed:
+                seconds = truth.packed_cost([(s.count, 65 + s.length) for s in segments])
+            else:
+                masked = len({s.length for s in segments}) > 1
+                samples, width = sum(s.count for s in segments), 65 + max(s.length for s in segments)
+                seconds = truth.pass_cost(samples, width, masked)
+            out.append([seconds * noise[k % len(noise)] for k in range(repeats)])
+        return out
+
+    monkeypatch.setattr(calibrate_module, "sweep", fake_sweep)
+
+
 def test_calibrate_passes_recovers_a_known_machine(monkeypatch):
-    """Timings replaced by a known cost model: the fit must give back its a, b, c and v."""
-    truth = CostModel(2e-6, 3e-9, 1e-3, depth=6, v=5e-4, r=1.3)
-    last: list = []
-
-    def fake_time(fn):
-        fn()
-        segments, packed = last
-        if packed:
-            return truth.packed_cost([(s.count, 65 + s.length) for s in segments])
-        return truth.pass_cost(sum(s.count for s in segments), 65 + max(s.length for s in segments))
-
-    monkeypatch.setattr(planner_module, "_sweep", lambda jobs, repeats: [fake_time(job) for job in jobs])
-    cost = calibrate_passes(
-        lambda segs, packed: last.__setitem__(slice(None), [segs, packed]), SPREAD, depth=6, base_tokens=65, packed=True
-    )
-    for name in "abcvr":
-        assert getattr(cost, name) == pytest.approx(getattr(truth, name), rel=1e-6, abs=1e-12)
+    """Timings replaced by a known cost model: the fit gives back a, b, c, v, r and the mask factor."""
+    fake_machine(monkeypatch, MACHINE)
+    cost = calibrate_passes(lambda *a: None, SPREAD, depth=6, base_tokens=65, packed=True)
+    for name in ("a", "b", "c", "v", "r", "mask"):
+        assert getattr(cost, name) == pytest.approx(getattr(MACHINE, name), rel=1e-6, abs=1e-12), name
+    assert cost.margin == 0.02  # noiseless timings: the floor
+    assert [(f, n) for f, n, _ in cost.factors] == [("padded", 8), ("padded", 64), ("varlen", 8), ("varlen", 64)]
+    assert all(x == pytest.approx(1.0) for *_, x in cost.factors)  # the model prices the timed shapes exactly
     with pytest.raises(ConfigError, match="one prompt length"):
         calibrate_passes(lambda *a: None, SPREAD[:1], depth=6, base_tokens=65)
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        ([[1.0, 1.0, 1.0, 1.0]], 0.0),
+        ([[1.0, 1.2, 1.1, 1.3]], 0.1),  # first half's fastest 1.0, second half's 1.1
+        ([[2.0, 2.0, 2.2, 2.4], [1.0, 1.0, 1.0, 1.0], [1.0, 1.5, 1.3, 1.6]], 0.1),  # median of 0.1, 0, 0.3
+        ([[1.0]], 0.0),  # one call: no spread measured
+    ],
+)
+def test_spread_of_the_fastest_call(times, expected):
+    assert spread(times) == pytest.approx(expected)
+
+
+def test_noisy_calibration_widens_the_margin(monkeypatch):
+    fake_machine(monkeypatch, MACHINE, noise=[1.0, 1.3, 1.25, 1.0])  # halves' fastest: 1.0 and 1.0 ...
+    assert calibrate_passes(lambda *a: None, SPREAD, depth=6, base_tokens=65, repeats=4).margin == 0.02
+    fake_machine(monkeypatch, MACHINE, noise=[1.0, 1.3, 1.25, 1.4])  # ... 1.0 and 1.25: 25% spread
+    assert calibrate_passes(lambda *a: None, SPREAD, depth=6, base_tokens=65, repeats=4).margin == pytest.approx(0.25)
+
+
+SEGS = [Segment("short", 4, 1), Segment("long", 4, 50)]
+
+
+def priced(padded: float, split: float, packed: float | None = None, margin: float = 0.0) -> BatchPlanner:
+    """A planner whose padded pass, best split and packed pass of SEGS cost exactly these (c only, a tiny a)."""
+    cost = CostModel(1e-30, 0.0, 0.0, depth=1, v=(packed or 0.0) / 2, margin=margin)  # packed: v per segment
+    planner = BatchPlanner(65, cost, packable=packed is not None)
+    planner._pass = lambda segs: {2: padded, 1: split / 2}[len(segs)]  # type: ignore[method-assign]
+    return planner
+
+
+@pytest.mark.parametrize(
+    ("padded", "split", "packed", "margin", "family"),
+    [
+        (10.0, 8.0, None, 0.0, "split"),
+        (10.0, 8.0, None, 0.2, "split"),  # 20% cheaper... 8 * 1.2 = 9.6 < 10
+        (10.0, 9.0, None, 0.2, "padded"),  # 10% gain under a 20% spread: keep the padded pass
+        (10.0, 12.0, None, 0.0, "padded"),
+        (10.0, 12.0, 7.0, 0.2, "varlen"),
+        (10.0, 9.5, 9.0, 0.2, "padded"),
+        (10.0, 7.0, 8.0, 0.0, "split"),
+    ],
+)
+def test_auto_leaves_the_padded_pass_only_beyond_the_margin(padded, split, packed, margin, family):
+    planner = priced(padded, split, packed, margin)
+    assert planner.plan(SEGS).family == family
+
+
+def test_online_correction_moves_auto_back_to_the_padded_pass(caplog):
+    planner = priced(10.0, 8.0)
+    planner.explore_every = 0
+    first = planner.plan(SEGS)
+    assert first.family == "split"
+    with caplog.at_level(logging.INFO, logger="vptune.planner"):
+        planner.observe(planner.plan(SEGS), 16.0)  # the split measures twice its price
+    assert planner.correction[("split", 8)] == 2.0 and planner.plan(SEGS).family == "padded"
+    assert "planner correction split at 8 samples" in caplog.text
+    planner.observe(planner.plan(SEGS), 10.0)  # the padded pass as priced
+    assert planner.correction == {("split", 8): 2.0, ("padded", 8): 1.0}
+    planner.observe(planner.plan(SEGS), 20.0)  # median of two: their geometric mean
+    assert planner.correction[("padded", 8)] == pytest.approx(2**0.5)
+    planner.observe(planner.plan(SEGS), 10.0)  # median of 1, 2, 1
+    assert planner.correction[("padded", 8)] == pytest.approx(1.0)
+    for seconds in (12.0, 40.0, 12.0, 12.0):  # the spike (4x) is ignored; the window keeps the latest 5
+        planner.observe(planner.plan(SEGS), seconds)
+        assert planner.correction[("padded", 8)] < 1.25
+    assert planner.correction[("padded", 8)] == pytest.approx(1.2)
+    assert len(planner.observed[("padded", 8)]) == 5
+    planner.mode = "per-task"
+    planner.observe(first, 1.0)  # forced plans teach nothing
+    assert planner.correction[("split", 8)] > 1.25
+
+
+def test_observations_are_clipped_and_one_length_ignored():
+    planner = priced(10.0, 8.0)
+    planner.observe(planner.plan(SEGS), 1e6)  # a stall of the machine
+    assert planner.correction == {("split", 8): 4.0}
+    planner.observe(planner.plan([Segment("a", 3, 5), Segment("b", 2, 5)]), 1e6)
+    assert set(planner.correction) == {("split", 8)}
+
+
+def test_calibrated_shapes_start_as_measured():
+    """A packed pass measured at 0.8x its modelled price at 8 samples is priced so from the first batch."""
+    cost = CostModel(1e-6, 1e-8, 1e-3, depth=6, v=1e-4, factors=(("varlen", 8, 0.8), ("padded", 64, 1.5)))
+    planner = BatchPlanner(65, cost, packable=True)
+    assert planner.correction == {("varlen", 8): 0.8, ("padded", 64): 1.5}
+    assert planner.observed == {("varlen", 8): [math.log(0.8)], ("padded", 64): [math.log(1.5)]}  # one each
+    segs = [Segment(s.name, 1, s.length) for s in SPREAD]  # 8 samples
+    packed = planner.candidates(segs)["varlen"]
+    assert planner.corrected(packed) == pytest.approx(0.8 * packed.cost)
+
+
+def test_auto_explores_the_runner_up_within_its_band():
+    planner = priced(10.0, 8.0)
+    planner.explore_every = 4
+    families = [planner.plan(SEGS).family for _ in range(8)]
+    assert families == ["split"] * 3 + ["padded"] + ["split"] * 3 + ["padded"]
+    default = priced(10.0, 8.0)  # every 16th, and early: the 4th and 8th batch
+    runs = [default.plan(SEGS).family for _ in range(32)]
+    assert [k + 1 for k, f in enumerate(runs) if f == "padded"] == [4, 8, 16, 32]
+    far = priced(10.0, 5.0)  # the padded pass costs twice the split: outside the 1.3 band
+    far.explore_every = 4
+    assert {far.plan(SEGS).family for _ in range(8)} == {"split"}
 
 
 @pytest.mark.parametrize(("v", "kind"), [(1e-9, "varlen"), (10.0, "auto")])
@@ -216,7 +331,8 @@ def test_bank_calibrates_on_its_own_tasks(bank, caplog):
     with caplog.at_level(logging.INFO, logger="vptune.planner"):
         cost = bank.calibrate(batches=(1, 2), repeats=1)
     assert bank.planner.cost is cost and cost.source == "calibrated" and cost.v > 0  # the micro ViT packs
-    assert "planner calibrated on 8 passes" in caplog.text  # 3 lengths x 2 batches + 2 packed passes
+    assert cost.mask > 0 and cost.margin >= 0.02
+    assert "planner calibrated on 10 passes x 1" in caplog.text  # 3 lengths x 2 batches + 2 masked + 2 packed
 
 
 def test_serve_config_sets_the_plan(bank):

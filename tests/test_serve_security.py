@@ -52,7 +52,7 @@ def claimed_size_png(width: int, height: int) -> bytes:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     base = tmp_path_factory.mktemp("served")
-    build_artifacts(base / "root", ["deep", "shallow", "bitfit", "adapter"])
+    build_artifacts(base / "root", ["deep", "shallow", "prefix", "added"])
     save_tiny_task(base / "root" / "five", {"name": "vpt-deep", "prompt_length": 2}, 5, seed=9)
     build_artifacts(base / "outside", ["linear"])
     (base / "root" / "link").symlink_to(base / "outside" / "linear")
@@ -103,19 +103,19 @@ def test_names_are_matched_in_full(root):
 
 def test_caps_on_tasks_and_backbone_copies_and_freeing_on_delete(root):
     with admin_app(root, max_tasks=3, max_isolated=1) as c:
-        assert c.post("/v1/tasks", json={"name": "bitfit", "path": "bitfit"}, headers=ADMIN).status_code == 201
-        r = c.post("/v1/tasks", json={"name": "adapter", "path": "adapter"}, headers=ADMIN)
+        assert c.post("/v1/tasks", json={"name": "prefix", "path": "prefix"}, headers=ADMIN).status_code == 201
+        r = c.post("/v1/tasks", json={"name": "added", "path": "added"}, headers=ADMIN)
         assert r.status_code == 409 and "private backbone copy" in r.json()["detail"]
         bank = c.app.state.bank
-        assert "adapter" not in bank.entries and [t["mode"] for t in bank.tasks] == ["batched", "isolated"]
+        assert "added" not in bank.entries and [t["mode"] for t in bank.tasks] == ["batched", "isolated"]
         assert c.post("/v1/tasks", json={"name": "s", "path": "shallow"}, headers=ADMIN).status_code == 201
         r = c.post("/v1/tasks", json={"name": "f", "path": "five"}, headers=ADMIN)
         assert r.status_code == 409 and "3 tasks are loaded" in r.json()["detail"]
-        copy = weakref.ref(bank.task_modules["bitfit"])
-        assert c.delete("/v1/tasks/bitfit", headers=ADMIN).status_code == 200
+        copy = weakref.ref(bank.task_modules["prefix"])
+        assert c.delete("/v1/tasks/prefix", headers=ADMIN).status_code == 200
         gc.collect()
         assert copy() is None  # the private backbone copy is gone, not kept alive by a reference
-        assert c.post("/v1/tasks", json={"name": "adapter", "path": "adapter"}, headers=ADMIN).status_code == 201
+        assert c.post("/v1/tasks", json={"name": "added", "path": "added"}, headers=ADMIN).status_code == 201
 
 
 def test_a_task_replaced_while_a_request_waits_is_never_answered_by_the_new_one(root):

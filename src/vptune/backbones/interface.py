@@ -24,6 +24,8 @@ BlockHook = Callable[[torch.Tensor, int], torch.Tensor]
 """``hook(x, index) -> x``: called on the features entering block ``index`` (0-based over all stages)."""
 MaskFn = Callable[[int], "torch.Tensor | None"]
 """``mask(index)``: the attention mask block ``index`` gets (None: none), read right after the block's hook."""
+StepFn = Callable[[int], Callable[..., "torch.Tensor"]]
+"""``step(index)``: the callable :meth:`Backbone.run_blocks` applies as block ``index`` (default: ``block_step``)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class Backbone(ABC):
         before_block: BlockHook | None = None,
         attn_mask: MaskFn | None = None,
         checkpointing: bool = False,
+        step: StepFn | None = None,
     ) -> torch.Tensor:
         """Run blocks ``start``..``stop - 1`` on ``x`` (the one block loop of vptune).
 
@@ -168,6 +171,9 @@ class Backbone(ABC):
             before_block: Called on the features entering each block; returns them, edited or not.
             attn_mask: Called after ``before_block``; a non-None mask is passed as ``block(x, attn_mask=...)``.
             checkpointing: Recompute each block's activations in the backward pass.
+            step: ``step(index)``: the callable applied as block ``index`` instead of :meth:`block_step` (the
+                packed pass of :mod:`vptune.tasks.varlen` runs each block over a list of per-task segments this
+                way; the features are then whatever ``step`` and ``before_block`` agree on).
         """
         stop = self.depth if stop is None else stop
         stage_starts = {s.start: k for k, s in enumerate(self.stages()) if k}  # block index -> stage entered
@@ -176,7 +182,7 @@ class Backbone(ABC):
                 x = self.enter_stage(x, stage_starts[index])
             if before_block is not None:
                 x = before_block(x, index)
-            block = self.block_step(index)
+            block = self.block_step(index) if step is None else step(index)
             mask = attn_mask(index) if attn_mask is not None else None
             if mask is not None:
                 if not self.masked_attention:

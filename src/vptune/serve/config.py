@@ -32,7 +32,9 @@ class ServeConfig(BaseModel):
     )
     task_root: Path | None = Field(None, description="POST /v1/tasks only loads folders under this one")
     max_tasks: int = Field(32, ge=1, description="most tasks loaded at once")
-    max_isolated: int = Field(2, ge=0, description="most tasks with a private backbone copy (adapters, bias, ...)")
+    max_isolated: int = Field(
+        2, ge=0, description="most tasks with a private backbone copy (vpt-prefix, partial, full, ...)"
+    )
     plan: Literal["auto", "padded", "buckets", "per-task"] = Field(
         "auto",
         description="how a mixed batch is split into backbone passes: auto (cheapest under a cost model measured "

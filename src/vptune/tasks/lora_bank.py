@@ -3,7 +3,8 @@
 A LoRA task changes ``y = W x`` of some Linear layers into ``y = W x + s * B (A x)``. The frozen ``W x`` is the
 same for every task, so samples of many LoRA tasks (and of prompt tasks) can share one backbone pass: a forward
 hook on each targeted Linear layer of the shared backbone adds ``s * B_t (A_t x)`` to the rows of task ``t``'s
-samples only (as PEFT's mixed-adapter batches do). The hooks live only for the duration of one pass.
+samples only (as PEFT's mixed-adapter batches do), through :func:`~.row_edits.per_sample_edits`. The hooks live
+only for the duration of one pass.
 
 The task's tensors are loaded by the task's own loader (:func:`~vptune.tasks.artifact.attach_task`) on a
 *structural* copy of the backbone whose parameters and buffers are the shared backbone's own tensors
@@ -13,10 +14,7 @@ A task costs ``rank * (in + out)`` numbers per adapted layer instead of a whole 
 
 from __future__ import annotations
 
-import copy
-import itertools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -24,14 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
-from ..methods import Method
 from ..methods.lora import TARGET_PATHS, LoRALinear
-
-
-def shares_with_lora(method: Method, arch: Backbone) -> bool:
-    """Whether a task may run per sample on the shared backbone: a LoRA task on a token family with masked
-    attention (its artifact is then checked by :func:`only_lora_tensors` once attached)."""
-    return method.name == "lora" and arch.token_prompts and arch.masked_attention
+from .row_edits import Edit, structural_copy
 
 
 def only_lora_tensors(backbone: nn.Module, tensor_names: Sequence[str]) -> bool:
@@ -48,9 +40,8 @@ def only_lora_tensors(backbone: nn.Module, tensor_names: Sequence[str]) -> bool:
 
 def shallow_copy(module: nn.Module) -> nn.Module:
     """A copy of ``module``'s module tree that holds the very same parameter and buffer tensors (no new memory
-    for them); wrapping its submodules leaves ``module`` untouched."""
-    memo = {id(t): t for t in itertools.chain(module.parameters(), module.buffers())}
-    return copy.deepcopy(module, memo)
+    for them); wrapping its submodules leaves ``module`` untouched (:func:`~.row_edits.structural_copy`)."""
+    return structural_copy(module)
 
 
 def linear_at(arch: Backbone, index: int, target: str) -> nn.Module:
@@ -89,39 +80,11 @@ class LoraWeights(nn.Module):
         """``(A, B)`` of block ``index``'s ``target`` layer."""
         return getattr(self, f"A_{index}_{target}"), getattr(self, f"B_{index}_{target}")
 
-
-def _add_updates(
-    parts: list[tuple[int, int, torch.Tensor, torch.Tensor, float]],
-    module: nn.Module,
-    args: tuple[torch.Tensor, ...],
-    output: torch.Tensor,
-) -> torch.Tensor:
-    """Forward hook: add ``scale * B (A x)`` to the rows ``start..start + count`` of each task (dim 0)."""
-    x = args[0]
-    for start, count, a, b, scale in parts:
-        rows = slice(start, start + count)
-        output[rows] += scale * F.linear(F.linear(x[rows], a), b)  # (count, ..., out)
-    return output
+    def edits(self, arch: Backbone) -> list[tuple[nn.Module, Edit]]:
+        """Per adapted Linear layer of the shared backbone: ``x -> scale * B (A x)`` (:mod:`.row_edits`)."""
+        return [(linear_at(arch, *key), partial(_low_rank, *self.pair(*key), self.scale)) for key in self.keys]
 
 
-@contextmanager
-def per_sample_lora(arch: Backbone, rows: Sequence[tuple[int, int, LoraWeights | None]]) -> Iterator[None]:
-    """While open, the shared backbone adds each LoRA task's updates to its own rows of the batch.
-
-    Args:
-        arch: The shared backbone.
-        rows: ``(start, count, weights)`` per task segment of the batch (dim 0); None: no LoRA.
-    """
-    active = [(start, count, w) for start, count, w in rows if w is not None]
-    handles = []
-    try:
-        layers: dict[tuple[int, str], list] = {}
-        for start, count, weights in active:
-            for key in weights.keys:
-                layers.setdefault(key, []).append((start, count, *weights.pair(*key), weights.scale))
-        for (index, target), parts in layers.items():
-            handles.append(linear_at(arch, index, target).register_forward_hook(partial(_add_updates, parts)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+def _low_rank(a: torch.Tensor, b: torch.Tensor, scale: float, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``scale * B (A x)``: the LoRA term of rows ``x`` (count, ..., in) -> (count, ..., out)."""
+    return scale * F.linear(F.linear(x, a), b)

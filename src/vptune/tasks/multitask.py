@@ -1,22 +1,24 @@
 """MultiTaskModel: one frozen backbone, many task artifacts, samples of different tasks in one batch.
 
-Prompt tasks (prepended prompts, any depth/length/sharing), head-only tasks and LoRA tasks run on the shared
-backbone over ``prefix + prompt block + patches``: a pass's block is as long as its longest prompt, each sample's
-prompts sit at its start (right-padded) and a boolean key mask given to every block (``block(x, attn_mask=...)``)
-hides the padding. Attention is the only op mixing tokens, so real tokens equal the task's own AdaptedModel's.
-LoRA tasks add their low-rank updates to their own rows only (:mod:`.lora_bank`). How a batch is split into
-passes (one padded pass, per prompt-length bucket, per task, or the cheapest mix) is chosen by the
-:mod:`.planner`. Which methods may share the backbone is declared by the method
-(:meth:`Method.shared_pass_blocker`); the others (bias, adapters, prefix, add/pixel prompts...) run isolated on
-their own backbone copy, as do all tasks on a backbone family without token prompts or masked attention. The
-shared pass runs the backbone through its :class:`~vptune.backbones.Backbone` interface, like every other
-forward in vptune."""
+Prompt tasks (prepended prompts, any depth/length/sharing), head-only tasks and LoRA, bias and adapter tasks
+run on the shared backbone over ``prefix + prompt block + patches``: a pass's block is as long as its longest
+prompt, each sample's prompts sit at its start (right-padded) and a boolean key mask given to every block
+(``block(x, attn_mask=...)``) hides the padding. Attention is the only op mixing tokens, so real tokens equal
+the task's own AdaptedModel's. LoRA, bias and adapter tasks add their terms to their own rows only
+(:mod:`.row_edits`). How a batch is split into passes (one padded pass, per prompt-length bucket, per task, or
+the cheapest mix) is chosen by the :mod:`.planner`. Which methods may share the backbone is declared by the
+method (:meth:`Method.shared_pass_blocker`); the others (prefix, partial, full, add/pixel prompts...) run
+isolated on their own backbone copy, as do all tasks on a backbone family without token prompts or masked
+attention. The shared pass runs the backbone through its :class:`~vptune.backbones.Backbone` interface, like
+every other forward in vptune."""
 
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,13 @@ from ..data.images import load_image
 from ..errors import ArtifactError, VptuneError
 from ..methods import Method, build_method
 from .artifact import TENSOR_FILE, TaskArtifact, attach_task, check_backbone, load_backbone_for, read_task
-from .lora_bank import LoraWeights, only_lora_tensors, per_sample_lora, shallow_copy, shares_with_lora
-from .planner import BatchPlanner, CostModel, Segment, calibrate_blocks, calibrate_passes, check_mode
+from .calibrate import calibrate_blocks, calibrate_passes
+from .delta_bank import bank_edits, row_method
+from .planner import BatchPlanner, CostModel, Segment, check_mode
+from .row_edits import per_sample_edits, structural_copy
 from .varlen import packable, run_packed
 
+log = logging.getLogger("vptune.multitask")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -141,11 +146,13 @@ class MultiTaskModel(nn.Module):
             if self.planner is not None:
                 old = self.planner
                 self.planner = BatchPlanner(old.base_tokens, old.cost, mode, old.packable, old.chosen)
+                self.planner.correction, self.planner.observed = old.correction, old.observed  # learnt online
+                self.planner.batches = old.batches
 
     def calibrate(self, **kwargs: Any) -> CostModel:
         """Measure the planner's cost model on this machine (logged): real passes over the loaded tasks
-        (:func:`~vptune.tasks.planner.calibrate_passes`), or the blocks alone when no two tasks sharing the
-        backbone differ in prompt length (:func:`~vptune.tasks.planner.calibrate_blocks`). Predictions wait."""
+        (:func:`~vptune.tasks.calibrate.calibrate_passes`), or the blocks alone when no two tasks sharing the
+        backbone differ in prompt length (:func:`~vptune.tasks.calibrate.calibrate_blocks`). Predictions wait."""
         if self.planner is None or self.preprocessing is None:
             raise ArtifactError("no task loaded: add a task before calibrating the planner")
         dtype, planner, cache = next(self.backbone.parameters()).dtype, self.planner, {}
@@ -160,7 +167,7 @@ class MultiTaskModel(nn.Module):
 
         with self.lock:
             tasks = [
-                Segment(n, 1, e.length, "lora" not in self.task_modules[n])
+                Segment(n, 1, e.length, "edits" not in self.task_modules[n])
                 for n, e in self.entries.items()
                 if e.isolated_reason is None
             ]
@@ -222,14 +229,19 @@ class MultiTaskModel(nn.Module):
             raise ArtifactError(f"'{task.path / TENSOR_FILE}' cannot be read ({err}); the file is damaged") from None
         method = build_method(task.method, self.info)
         blocker = shared_pass_blocker(method, tensor_names, self.arch)
-        lora = blocker is not None and shares_with_lora(method, self.arch)  # per sample on the shared backbone
-        vit = backbone if blocker is None else shallow_copy(backbone) if lora else copy.deepcopy(backbone)
+        rows = row_method(method, self.arch) if blocker is not None else None  # per sample on the shared backbone
+        names = [n.removeprefix("backbone.") for n in tensor_names if n.startswith("backbone.")]
+        vit = backbone if blocker is None else structural_copy(backbone, names) if rows else copy.deepcopy(backbone)
         model = attach_task(task, vit, digest).to(self.device).eval()
-        if lora and not only_lora_tensors(model.backbone, tensor_names):  # it changes more: a private copy
-            lora, model = False, attach_task(task, copy.deepcopy(backbone), digest).to(self.device).eval()
+        edits = bank_edits(rows, self.arch, model, names) if rows else None
+        if isinstance(edits, str):  # it changes more than per-sample edits can add: a private backbone copy
+            log.info("task '%s' keeps a private backbone copy: %s", name, edits)
+            blocker = f"{blocker}; {edits}"
+            edits, model = None, attach_task(task, copy.deepcopy(backbone), digest).to(self.device).eval()
         modules = {"method": model.method, "head": model.head}
-        if lora:
-            blocker, modules["lora"] = None, LoraWeights.from_model(model.arch)  # the structural copy is dropped
+        if edits is not None:  # LoRA, bias or adapter terms added per sample; the structural copy is dropped
+            blocker, modules["edits"] = None, edits
+            backbone.requires_grad_(False)  # the method flagged tensors of the copy, some shared: the bank serves
         with self.lock:
             self._check_new(name, task)  # another add may have won the name or fixed the preprocessing meanwhile
             self.task_modules[name] = model if blocker else nn.ModuleDict(modules)
@@ -278,7 +290,7 @@ class MultiTaskModel(nn.Module):
                 groups.setdefault(name, []).append(i)
             isolated = [n for n in groups if self.entries[n].isolated_reason is not None]  # own backbone copy
             shared = [
-                Segment(n, len(g), self.entries[n].length, "lora" not in self.task_modules[n])
+                Segment(n, len(g), self.entries[n].length, "edits" not in self.task_modules[n])
                 for n, g in groups.items()
                 if n not in isolated
             ]
@@ -286,10 +298,15 @@ class MultiTaskModel(nn.Module):
             passes, packed = (plan.passes, plan.kind == "varlen") if plan else ((), False)  # segments per pass
             order = [i for n in [s.name for p in passes for s in p] + isolated for i in groups[n]]
             out: list[torch.Tensor] = []
+            start = time.perf_counter()
             for segments in passes:  # each pass pads its tasks to its own longest prompt
                 rows = [i for s in segments for i in groups[s.name]]
                 run = self._forward_packed if packed else self._forward_shared
                 out.extend(run(images[rows], [(s.name, s.count) for s in segments]))
+            if plan is not None and self.planner.observing:  # auto learns from the seconds its plan took
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.planner.observe(plan, time.perf_counter() - start)
             for name in isolated:  # a private backbone copy: one sub-batch per task
                 out.extend(self.task_modules[name](images[groups[name]]).unbind(0))
         by_sample = dict(zip(order, out))
@@ -312,11 +329,7 @@ class MultiTaskModel(nn.Module):
         methods = [self.task_modules[name]["method"] for name, _ in segments]
         counts = [c for _, c in segments]
         width = max(e.length for e in entries)  # P: the batch's prompt block
-        x = arch.embed(images)  # (b, n + patches, D)
-        b, _, dim = x.shape
-        x = torch.cat([x[:, :n], x.new_zeros(b, width, dim), x[:, n:]], dim=1)  # (b, n + P + patches, D)
         valid = [0] * len(segments)  # prompt tokens in place per segment at the current block
-        keys = torch.arange(x.shape[1], device=x.device)
         mask: list[torch.Tensor | None] = [None]  # the key mask of the block about to run
 
         def insert_prompts(x: torch.Tensor, index: int) -> torch.Tensor:
@@ -336,13 +349,17 @@ class MultiTaskModel(nn.Module):
                 x = torch.cat([x[:, :n], block, x[:, n + width :]], dim=1)  # (b, n + P + patches, D)
             if changed:  # a task inserted its prompts: recompute the key mask
                 rows = torch.tensor([v for v, c in zip(valid, counts) for _ in range(c)], device=x.device)  # (b,)
+                keys = torch.arange(x.shape[1], device=x.device)  # (N,)
                 keep = (keys < n) | (keys >= n + width) | (keys - n < rows[:, None])  # (b, N): True = attend
                 mask[0] = None if min(valid) == width else keep[:, None, None, :]  # (b, 1, 1, N)
             return x
 
-        loras = [self.task_modules[name]["lora"] if "lora" in self.task_modules[name] else None for name, _ in segments]
+        edits = [self._edits(name) for name, _ in segments]
         starts = [sum(counts[:k]) for k in range(len(counts))]
-        with per_sample_lora(arch, list(zip(starts, counts, loras))):  # LoRA tasks' updates on their own rows
+        with per_sample_edits(arch, list(zip(starts, counts, edits))):  # LoRA/bias/adapter terms on their own rows
+            x = arch.embed(images)  # (b, n + patches, D)
+            b, _, dim = x.shape
+            x = torch.cat([x[:, :n], x.new_zeros(b, width, dim), x[:, n:]], dim=1)  # (b, n + P + patches, D)
             x = arch.finish(arch.run_blocks(x, before_block=insert_prompts, attn_mask=lambda _index: mask[0]))
         parts = [x[s : s + c] for s, c in zip(starts, counts)]
         tokens = [
@@ -353,11 +370,15 @@ class MultiTaskModel(nn.Module):
 
     def _forward_alone(self, images: torch.Tensor, name: str) -> list[torch.Tensor]:
         """One task's pass, the way its own AdaptedModel runs (no padding, no mask, no bookkeeping)."""
-        arch, method, lora = self.arch, self.task_modules[name]["method"], self.task_modules[name]
-        lora = lora["lora"] if "lora" in lora else None
-        with per_sample_lora(arch, [(0, images.shape[0], lora)]):
+        arch, method = self.arch, self.task_modules[name]["method"]
+        with per_sample_edits(arch, [(0, images.shape[0], self._edits(name))]):
             x = arch.finish(arch.run_blocks(method.embed(arch, images), before_block=method.before_block))
         return self._heads(images, [(name, images.shape[0])], [x])
+
+    def _edits(self, name: str) -> nn.Module | None:
+        """The task's per-sample edits of the shared backbone (LoRA, bias, adapter), if any."""
+        modules = self.task_modules[name]
+        return modules["edits"] if "edits" in modules else None
 
     def _forward_packed(self, images: torch.Tensor, segments: list[tuple[str, int]]) -> list[torch.Tensor]:
         """One pass without padding (:func:`~vptune.tasks.varlen.run_packed`) over task-contiguous segments."""
@@ -375,7 +396,8 @@ class MultiTaskModel(nn.Module):
                 out.extend(modules["head"](self.arch.dense(x, e.length), size).unbind(0))
                 start += count
                 continue
-            feats = self.arch.pool(x, e.output, e.length)  # (count, D)
+            with per_sample_edits(self.arch, [(0, count, self._edits(name))]):  # e.g. a bias task's fc_norm
+                feats = self.arch.pool(x, e.output, e.length)  # (count, D)
             feats = modules["method"].after_pool(feats, images[start : start + count])
             out.extend(modules["head"](feats).unbind(0))
             start += count

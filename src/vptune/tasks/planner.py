@@ -6,28 +6,32 @@ planner prices every way of splitting the batch's tasks into backbone passes wit
 
     pass cost = c + depth * samples * (a * N + b * N^2)        N = prefix + patches + the pass's prompt width
 
-(``a``: per-token work of the Linear layers and norms, ``b``: attention, ``c``: the fixed cost of a pass) and
-picks the cheapest. Only splits into runs of tasks sorted by prompt length can be optimal (adding a shorter task
-to a pass never widens it), so the exact optimum is a small dynamic programme over the sorted tasks.
+(``a``: per-token work of the Linear layers and norms, ``b``: attention, ``c``: the fixed cost of a pass; a pass
+that masks padding, i.e. holds several prompt lengths, costs ``mask`` times that) and picks the cheapest. Only
+splits into runs of tasks sorted by prompt length can be optimal (adding a shorter task to a pass never widens
+it), so the exact optimum is a small dynamic programme over the sorted tasks.
 
-A packed pass without any padding (:mod:`.varlen`) is priced as its real tokens plus ``v`` per task segment
-and chosen by ``auto`` when cheaper. The model is calibrated on the running machine by timing a few real passes
-of the loaded tasks (:func:`calibrate_passes`; the blocks alone, :func:`calibrate_blocks`, when the tasks have a
-single prompt length) or given; both are logged on ``vptune.planner``. Every plan computes the same logits
-(tests check each task's own Predictor within 1e-4 for every plan); only the speed differs.
+A packed pass without any padding (:mod:`.varlen`) is priced as its real tokens plus ``v`` per task segment.
+
+Noisy calibration must never make ``auto`` slower than one padded pass, so ``auto`` keeps the padded pass unless
+another plan is predicted cheaper by more than the calibration's measured spread (``margin``). It also learns
+online: the measured seconds of every batch it runs update a per-(plan family, batch size bucket) correction of
+the predictions (the median of measured / predicted over its latest batches, logged), and on the
+4th, 8th and then every ``explore_every``-th batch of a bucket it runs the runner-up plan once where that is priced
+within ``explore_band`` of the choice, so a
+mis-priced plan gets measured too. The model is calibrated on the running machine by timing real passes of the
+loaded tasks (:mod:`.calibrate`) or given; both are logged on ``vptune.planner``. Every plan computes the same
+logits (tests check each task's own Predictor within 1e-4 for every plan); only the speed differs.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
+import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 
-import torch
-
-from ..backbones import Backbone
 from ..errors import ConfigError
 
 log = logging.getLogger("vptune.planner")
@@ -36,6 +40,9 @@ PLANS = ("auto", "padded", "buckets", "per-task", "varlen")
 """auto: the cost model's cheapest split; padded: one pass padded to the longest prompt (the old behaviour);
 buckets: one pass per power-of-two prompt-length bucket; per-task: one pass per task; varlen: one pass without
 padding (:mod:`.varlen`; where the backbone and every task allow it, else auto)."""
+
+FAMILIES = ("padded", "split", "varlen")
+"""What online correction tells apart: one padded pass, several padded passes, one packed pass."""
 
 
 def check_mode(mode: str) -> str:
@@ -57,6 +64,12 @@ class CostModel:
         v: Seconds per task segment of a packed (varlen) pass on top of its tokens (one attention call per
             segment and block); 0: packed passes are not priced (auto never picks them).
         r: Token cost of a packed pass relative to a padded one (packing copies the tokens at every block).
+        mask: Cost of a pass over several prompt lengths (padding hidden by a key mask) relative to a lone
+            task's pass of the same shape.
+        margin: Relative spread of the calibration's timings: ``auto`` leaves the one padded pass only for a plan
+            predicted cheaper by more than this.
+        factors: ``(family, samples bucket, measured / predicted)`` at the shapes calibration timed: the
+            planner's starting corrections (:meth:`BatchPlanner.corrected`), so those shapes are priced as measured.
         source: Where the figures come from (``calibrated``, ``given``, ``flops``).
     """
 
@@ -66,18 +79,28 @@ class CostModel:
     depth: int
     v: float = 0.0
     r: float = 1.0
+    mask: float = 1.0
+    margin: float = 0.0
+    factors: tuple[tuple[str, int, float], ...] = ()
     source: str = "given"
 
     def __post_init__(self) -> None:
-        if min(self.a, self.b, self.c, self.v) < 0 or self.depth < 1 or self.a + self.b == 0 or self.r <= 0:
+        if min(self.a, self.b, self.c, self.v, self.margin) < 0 or self.depth < 1 or self.a + self.b == 0:
             raise ConfigError(
-                f"planner cost model: a={self.a}, b={self.b}, c={self.c}, v={self.v}, r={self.r}, depth={self.depth}; "
-                "use a, b, c, v >= 0 (a or b > 0), r > 0 and depth >= 1"
+                f"planner cost model: a={self.a}, b={self.b}, c={self.c}, v={self.v}, margin={self.margin}, "
+                f"depth={self.depth}; use a, b, c, v, margin >= 0 (a or b > 0) and depth >= 1"
+            )
+        if self.r <= 0 or self.mask <= 0 or any(f[2] <= 0 or f[0] not in FAMILIES for f in self.factors):
+            raise ConfigError(
+                f"planner cost model: r={self.r}, mask={self.mask}, factors={self.factors}; use r > 0, mask > 0 "
+                f"and factors > 0 of the families {', '.join(FAMILIES)}"
             )
 
-    def pass_cost(self, samples: int, length: int) -> float:
-        """Predicted seconds of one pass over ``samples`` sequences of ``length`` tokens."""
-        return self.c + self.depth * samples * (self.a * length + self.b * length * length)
+    def pass_cost(self, samples: int, length: int, masked: bool = False) -> float:
+        """Predicted seconds of one pass over ``samples`` sequences of ``length`` tokens (``masked``: the pass
+        holds several prompt lengths and hides the padding)."""
+        cost = self.c + self.depth * samples * (self.a * length + self.b * length * length)
+        return cost * self.mask if masked else cost
 
     def packed_cost(self, segments: Sequence[tuple[int, int]]) -> float:
         """Predicted seconds of one packed pass over ``(samples, length)`` segments (no padding)."""
@@ -99,7 +122,7 @@ class Segment:
     name: str
     count: int
     length: int
-    packable: bool = True  # the task can run in a packed (varlen) pass (not LoRA: its hooks index rows)
+    packable: bool = True  # the task can run in a packed (varlen) pass (not per-sample row edits: LoRA, ...)
 
 
 @dataclass(frozen=True)
@@ -109,6 +132,11 @@ class Plan:
     kind: str
     passes: tuple[tuple[Segment, ...], ...]
     cost: float
+
+    @property
+    def family(self) -> str:
+        """``varlen`` (one packed pass), ``padded`` (one padded pass) or ``split`` (several passes)."""
+        return "varlen" if self.kind == "varlen" else "padded" if len(self.passes) == 1 else "split"
 
     def describe(self) -> str:
         """One line, e.g. ``auto: [t0,t1 | P=8] [t2 | P=50] (1.2 ms predicted)`` (varlen: ``| packed, longest 50``)."""
@@ -128,9 +156,14 @@ class BatchPlanner:
 
     Args:
         base_tokens: Tokens of a sample without prompts (prefix + patches).
-        cost: The cost model (see :func:`calibrate`).
+        cost: The cost model (see :mod:`.calibrate`).
         mode: One of :data:`PLANS`.
         packable: The backbone supports the packed pass (:func:`~vptune.tasks.varlen.packable`).
+        learn: ``auto`` corrects its predictions by the measured seconds of the batches it runs
+            (:meth:`observe`) and explores the runner-up now and then.
+        explore_every: On the 4th, 8th and every this many ``auto`` batches of a batch-size bucket, run the
+            runner-up plan once.
+        explore_band: ... only where its corrected price is within this factor of the choice's.
     """
 
     base_tokens: int
@@ -138,14 +171,28 @@ class BatchPlanner:
     mode: str = "auto"
     packable: bool = False
     chosen: dict[str, int] = field(default_factory=dict)  # plan kind -> batches run with it (auto counts its own)
+    learn: bool = True
+    explore_every: int = 16
+    explore_band: float = 1.3
+    window: int = 5  # the correction is the median of this many latest measurements
+    correction: dict[tuple[str, int], float] = field(default_factory=dict)  # (family, samples bucket) -> factor
+    observed: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # latest log(measured / predicted)
+    batches: dict[int, int] = field(default_factory=dict)  # samples bucket -> auto batches planned
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
+        for family, size, factor in self.cost.factors:  # calibrated shapes: priced as measured
+            self.correction.setdefault((family, size), factor)
+            self.observed.setdefault((family, size), [math.log(factor)])  # calibration's timing: one measurement
 
     def price(self, passes: Sequence[Sequence[Segment]]) -> float:
-        """Predicted seconds of running ``passes``."""
-        return sum(
-            self.cost.pass_cost(sum(s.count for s in p), self.base_tokens + max(s.length for s in p)) for p in passes
+        """Predicted seconds of running ``passes`` (a pass over several prompt lengths is masked)."""
+        return sum(self._pass(p) for p in passes)
+
+    def _pass(self, segments: Sequence[Segment]) -> float:
+        masked = len({s.length for s in segments}) > 1
+        return self.cost.pass_cost(
+            sum(s.count for s in segments), self.base_tokens + max(s.length for s in segments), masked
         )
 
     def candidates(self, segments: Sequence[Segment]) -> dict[str, Plan]:
@@ -169,10 +216,8 @@ class BatchPlanner:
         best = [0.0] + [float("inf")] * n  # best[j]: cheapest cost of the first j segments
         cut = [0] * (n + 1)
         for j in range(1, n + 1):
-            samples = 0
             for i in range(j - 1, -1, -1):  # the last pass holds segments i..j-1; its width is ordered[j-1]'s
-                samples += ordered[i].count
-                total = best[i] + self.cost.pass_cost(samples, self.base_tokens + ordered[j - 1].length)
+                total = best[i] + self._pass(ordered[i:j])
                 if total < best[j]:
                     best[j], cut[j] = total, i
         passes, j = [], n
@@ -181,15 +226,39 @@ class BatchPlanner:
             j = cut[j]
         return Plan("auto", tuple(reversed(passes)), best[n])
 
+    def corrected(self, plan: Plan) -> float:
+        """The plan's predicted seconds times the learnt correction of its family at its batch size."""
+        samples = sum(s.count for p in plan.passes for s in p)
+        return plan.cost * self.correction.get((plan.family, bucket(samples)), 1.0)
+
+    def choose(self, segments: Sequence[Segment]) -> tuple[Plan, Plan | None]:
+        """``auto``'s choice and the runner-up: the padded pass unless another plan's corrected price beats its
+        price by more than the cost model's ``margin``."""
+        ordered = sorted(segments, key=lambda s: s.length)
+        padded = Plan("auto", (tuple(ordered),), self.price([ordered]))
+        others = [self.optimal(ordered)]
+        if self.cost.v > 0 and self.packable and all(s.packable for s in segments):  # a priced packed pass
+            packed = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in segments])
+            others.append(Plan("varlen", (tuple(segments),), packed))
+        others = sorted((p for p in others if p.family != "padded"), key=self.corrected)
+        win = bool(others) and self.corrected(others[0]) * (1 + self.cost.margin) < self.corrected(padded)
+        chosen = others[0] if win else padded
+        ranked = sorted([padded, *others], key=self.corrected)
+        return chosen, next((p for p in ranked if p is not chosen), None)
+
     def plan(self, segments: Sequence[Segment]) -> Plan:
         """The plan of this planner's mode for one batch (logged at debug level)."""
         if len({s.length for s in segments}) <= 1 or len(segments) == 1:
             chosen = Plan("padded", (tuple(segments),), self.price([segments]))  # nothing to gain from a split
         elif self.mode == "auto":
-            chosen = self.optimal(sorted(segments, key=lambda s: s.length))
-            if self.cost.v > 0 and self.packable and all(s.packable for s in segments):  # a priced packed pass
-                packed = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in segments])
-                chosen = Plan("varlen", (tuple(segments),), packed) if packed < chosen.cost else chosen
+            chosen, runner_up = self.choose(segments)
+            if self.learn and runner_up is not None:
+                size = bucket(sum(s.count for s in segments))
+                self.batches[size] = self.batches.get(size, 0) + 1
+                n = self.batches[size]
+                explore = self.explore_every > 0 and (n in (4, 8) or n % self.explore_every == 0)
+                if explore and self.corrected(runner_up) <= self.explore_band * self.corrected(chosen):
+                    chosen = runner_up  # measured once now and then, so a mis-priced plan can win back
         else:
             plans = self.candidates(segments)
             chosen = plans.get(self.mode, plans["auto"])  # varlen where it can not run: auto
@@ -201,142 +270,33 @@ class BatchPlanner:
             )
         return chosen
 
+    @property
+    def observing(self) -> bool:
+        """Whether :meth:`observe` wants the seconds of the batches run (``auto`` with ``learn``)."""
+        return self.learn and self.mode == "auto"
 
-def _time(fn: Callable[[], object], repeats: int) -> float:
-    """Fastest seconds of ``fn()`` over ``repeats`` calls after one warm-up call (other load only adds time)."""
-    return _sweep([fn], repeats)[0]
+    def observe(self, plan: Plan, seconds: float) -> None:
+        """Fold one batch's measured ``seconds`` under ``plan`` into its family's correction (``auto`` only).
 
-
-def _sweep(jobs: Sequence[Callable[[], object]], repeats: int) -> list[float]:
-    """Fastest seconds of each job over ``repeats`` interleaved sweeps (after one warm-up sweep)."""
-    best = [float("inf")] * len(jobs)
-    for sweep in range(repeats + 1):
-        for k, job in enumerate(jobs):
-            start = time.perf_counter()
-            job()
-            if sweep:
-                best[k] = min(best[k], time.perf_counter() - start)
-    return best
-
-
-def fit_cost(points: Sequence[tuple[int, int, float]], depth: int) -> CostModel:
-    """Least-squares ``a, b, c >= 0`` (relative errors) from measured ``(samples, length, seconds)`` of passes.
-
-    Coefficients the unconstrained fit makes negative are fixed at zero and the rest refitted.
-    """
-    if len(points) < 3:
-        raise ConfigError(f"planner calibration: {len(points)} points measured; give at least 3")
-    weight = torch.tensor([[1.0 / max(t, 1e-12)] for *_, t in points], dtype=torch.float64)  # relative errors
-    rows = weight * torch.tensor([[depth * s * n, depth * s * n * n, 1.0] for s, n, _ in points], dtype=torch.float64)
-    target = weight * torch.tensor([[t] for _, _, t in points], dtype=torch.float64)
-    active = [0, 1, 2]
-    while True:
-        coef = torch.linalg.lstsq(rows[:, active], target).solution.flatten().tolist()
-        if min(coef) >= 0 or len(active) == 1:
-            break
-        active.pop(min(range(len(coef)), key=coef.__getitem__))  # drop the most negative coefficient
-    values = dict.fromkeys(range(3), 0.0) | {k: max(v, 0.0) for k, v in zip(active, coef)}
-    if values[0] == values[1] == 0.0:  # degenerate (all time fixed): keep a tiny token cost
-        values[0] = 1e-12
-    return CostModel(a=values[0], b=values[1], c=values[2], depth=depth, source="calibrated")
-
-
-PassFn = Callable[[Sequence[Segment], bool], object]
-"""``run(segments, packed)``: one backbone pass over ``segments`` (padded, or packed when ``packed``)."""
-
-
-@torch.inference_mode()
-def calibrate_passes(
-    run: PassFn,
-    tasks: Sequence[Segment],
-    *,
-    depth: int,
-    base_tokens: int,
-    batches: Sequence[int] = (1, 8),
-    repeats: int = 5,
-    packed: bool = False,
-) -> CostModel:
-    """Time real passes of the loaded tasks and fit :class:`CostModel` (logged at info level).
-
-    Single-task passes of the shortest, a middle and the longest prompt at every batch size give ``a, b, c``
-    (:func:`fit_cost`); with ``packed``, packed passes over up to 8 tasks with one and with ``max(batches)``
-    samples each give the packed token factor ``r`` and the cost ``v`` per segment. Each point is its fastest
-    call over ``repeats`` interleaved sweeps of all points.
-
-    Args:
-        run: Runs one pass (see :data:`PassFn`).
-        tasks: The tasks that may share a pass (``count`` ignored), at least two prompt lengths.
-        depth: Blocks per pass.
-        base_tokens: Prefix + patch tokens of one sample.
-        batches: Samples per timed pass.
-        repeats: Timed calls per point.
-        packed: Also price packed passes (over the packable ``tasks``).
-    """
-    start = time.perf_counter()
-    ordered = sorted({t.length: t for t in tasks}.values(), key=lambda t: t.length)  # one task per length
-    if len(ordered) < 2:
-        raise ConfigError("planner calibration: the tasks have one prompt length; there is nothing to plan")
-    picks = [ordered[k] for k in sorted({0, len(ordered) // 2, len(ordered) - 1})]
-    singles = [[Segment(t.name, b, t.length)] for t in picks for b in batches]
-    packable = [t for t in tasks if t.packable][:8]
-    packed = packed and len(packable) > 1
-    counts = (1, max(max(batches), 2)) if packed else ()  # packed passes with 1 and max(batches) samples per task
-    groups = [[Segment(t.name, count, t.length) for t in packable] for count in counts]
-    jobs = [partial(run, p, False) for p in singles] + [partial(run, g, True) for g in groups]
-    times = _sweep(jobs, repeats)  # interleaved: a load spike slows every point alike
-    fitted = fit_cost([(p[0].count, base_tokens + p[0].length, t) for p, t in zip(singles, times)], depth)
-    v, r = 0.0, 1.0
-    if packed:
-        times = times[len(singles) :]
-        tokens = [fitted.packed_cost([(s.count, base_tokens + s.length) for s in g]) - fitted.c for g in groups]
-        r = max((times[1] - times[0]) / (tokens[1] - tokens[0]), 1e-3)
-        v = max((times[0] - fitted.c - r * tokens[0]) / len(packable), 1e-9)  # > 0: packed passes are priced
-    fitted = CostModel(fitted.a, fitted.b, fitted.c, depth, v=v, r=r, source="calibrated")
-    log.info(
-        "planner calibrated on %d passes in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass, "
-        "v=%.3g s/packed segment, r=%.3g (packed token cost)",
-        len(jobs),
-        time.perf_counter() - start,
-        fitted.a,
-        fitted.b,
-        fitted.c,
-        fitted.v,
-        fitted.r,
-    )
-    return fitted
-
-
-@torch.inference_mode()
-def calibrate_blocks(
-    arch: Backbone,
-    base_tokens: int,
-    *,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    batches: Sequence[int] = (1, 8),
-    extra_tokens: Sequence[int] = (0, 32, 96),
-    repeats: int = 3,
-) -> CostModel:
-    """Fit :class:`CostModel` from the backbone's blocks alone (when no two tasks differ in prompt length).
-
-    Times ``arch.run_blocks`` on random tokens of ``base_tokens + extra`` length for every batch size and extra
-    length; each point is the fastest of ``repeats`` calls.
-    """
-    start = time.perf_counter()
-    dim, depth = arch.info.input_dim, arch.depth
-    points = []
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    for samples in batches:
-        for extra in extra_tokens:
-            x = torch.randn(samples, base_tokens + extra, dim, device=device, dtype=dtype)  # (samples, N, D)
-            points.append((samples, base_tokens + extra, _time(lambda x=x: (arch.run_blocks(x), sync()), repeats)))
-    fitted = fit_cost(points, depth)
-    log.info(
-        "planner calibrated on %d block runs in %.2f s: a=%.3g s/token/block, b=%.3g s/token^2/block, c=%.3g s/pass",
-        len(points),
-        time.perf_counter() - start,
-        fitted.a,
-        fitted.b,
-        fitted.c,
-    )
-    return fitted
+        The correction is the median of measured / predicted over the latest ``window`` measurements (geometric
+        mean of the middle two for an even count), so one load spike during a batch does not move it; each ratio
+        is clipped to [1/4, 4]. Changes of more than 10% are logged at info level.
+        """
+        lengths = {s.length for p in plan.passes for s in p}
+        if not self.observing or plan.cost <= 0 or len(lengths) < 2:  # one prompt length: no choice was made
+            return
+        samples = sum(s.count for p in plan.passes for s in p)
+        key = (plan.family, bucket(samples))
+        ratio = min(max(seconds / plan.cost, 0.25), 4.0)
+        recent = [*self.observed.get(key, []), math.log(ratio)][-self.window :]
+        old, new = self.correction.get(key), math.exp(statistics.median(recent))
+        self.correction[key], self.observed[key] = new, recent
+        if old is None or abs(new / old - 1) > 0.1:
+            log.info(
+                "planner correction %s at %d samples: %.3g x predicted (measured %.3g ms, predicted %.3g ms)",
+                key[0],
+                key[1],
+                new,
+                1000 * seconds,
+                1000 * plan.cost,
+            )

@@ -9,13 +9,16 @@ one length, so a segment is rectangular and timm's attention (fused SDPA) runs o
 
 The block is composed from timm ``Block``'s public attributes (``norm1``, ``attn``, ``ls1``, ``drop_path1``,
 ``norm2``, ``mlp``, ``ls2``, ``drop_path2``) the way ``Block.forward`` composes them, so only backbones whose
-blocks are exactly timm's ViT ``Block`` qualify (:func:`packable`). Whether it is faster than the padded
-passes the planner picks is measured by ``benchmarks/multitask.py`` (docs/serving.md).
+blocks are exactly timm's ViT ``Block`` qualify (:func:`packable`). The blocks run through the one block loop,
+:meth:`~vptune.backbones.Backbone.run_blocks`, with this packed block as its ``step`` and a list of per-task
+segments as the features. Whether it is faster than the padded passes the planner picks is measured by
+``benchmarks/multitask.py`` (docs/serving.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from timm.models.vision_transformer import Block
@@ -58,12 +61,17 @@ def run_packed(arch: Backbone, x: torch.Tensor, segments: Sequence[tuple[Method,
     n = arch.info.num_prefix_tokens
     parts = list(x.split([count for *_, count in segments]))  # (count, n + patches, D) each
     valid = [0] * len(segments)  # prompt tokens in place per segment
-    for index in range(arch.depth):
+
+    def insert(parts: list[torch.Tensor], index: int) -> list[torch.Tensor]:
+        """Each segment's prompts for block ``index``: inserted (first prompted block) or replacing its own."""
         for s, (method, length, count) in enumerate(segments):
             prompts = method.prompts_for_block(index, count) if length else None  # (count, p, D)
-            if prompts is not None:  # insert (first prompted block) or replace the segment's prompts
+            if prompts is not None:
                 seg = parts[s]
                 parts[s] = torch.cat([seg[:, :n], prompts.to(seg.dtype), seg[:, n + valid[s] :]], dim=1)
                 valid[s] = length
-        parts = packed_block(arch.block(index), parts)
+        return parts
+
+    # the one block loop (Backbone.run_blocks) with the packed block as its step: features are segment lists
+    parts = arch.run_blocks(parts, before_block=insert, step=lambda index: partial(packed_block, arch.block(index)))
     return [arch.finish(p) for p in parts]
