@@ -198,16 +198,7 @@ def main() -> None:
             own[name] = attach_task(read_task(path), vit, bank.digest).to(device, args.torch_dtype).eval()
     start = time.perf_counter()
     cost = bank.calibrate()
-    calibration = {
-        "seconds": round(time.perf_counter() - start, 2),
-        "a": cost.a,
-        "b": cost.b,
-        "c": cost.c,
-        "v": cost.v,
-        "r": cost.r,
-        "mask": cost.mask,
-        "margin": cost.margin,
-    }
+    calibration = {"seconds": round(time.perf_counter() - start, 2), **cost.coefficients()}
     report = {
         "model": args.model,
         "device": str(device),

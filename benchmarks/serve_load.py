@@ -163,17 +163,7 @@ def main() -> None:
     report = {
         "clients": args.clients,
         "tasks": {name: method for name, (method, _) in TASKS.items()},
-        "planner_cost_model": None
-        if cost is None
-        else {
-            "a": cost.a,
-            "b": cost.b,
-            "c": cost.c,
-            "v": cost.v,
-            "r": cost.r,
-            "mask": cost.mask,
-            "margin": cost.margin,
-        },
+        "planner_cost_model": None if cost is None else cost.coefficients(),
         "plans": {plan: summary(*run) for plan, run in runs.items()},
         "planner_choices": bank.planner.chosen,
         "planner_corrections": {

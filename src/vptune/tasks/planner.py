@@ -96,6 +96,10 @@ class CostModel:
                 f"and factors > 0 of the families {', '.join(FAMILIES)}"
             )
 
+    def coefficients(self) -> dict[str, float]:
+        """The fitted numbers (a, b, c, v, r, mask, margin), as benchmarks and logs report them."""
+        return {k: getattr(self, k) for k in ("a", "b", "c", "v", "r", "mask", "margin")}
+
     def pass_cost(self, samples: int, length: int, masked: bool = False) -> float:
         """Predicted seconds of one pass over ``samples`` sequences of ``length`` tokens (``masked``: the pass
         holds several prompt lengths and hides the padding)."""
