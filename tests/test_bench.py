@@ -255,6 +255,30 @@ def test_report_numbers_match_hand_computation(tmp_path):
     assert rows[0].startswith("kind,benchmark") and any(r.startswith("group_mean,") for r in rows)
 
 
+def test_several_backbones_compare_with_their_own_full(tmp_path):
+    # two families: family A's vpt beats A's full on both tasks, B's vpt loses to B's full on both; A's full is
+    # far below B's, so comparing B's vpt with A's full (the first full row) would count 2 wins, not 0.
+    acc = {
+        ("a-full", "full", "A"): {"t1": 0.30, "t2": 0.40},
+        ("a-vpt", "vpt-deep", "A"): {"t1": 0.35, "t2": 0.45},
+        ("b-full", "full", "B"): {"t1": 0.90, "t2": 0.80},
+        ("b-vpt", "vpt-deep", "B"): {"t1": 0.60, "t2": 0.70},
+    }
+    results = [fake_result(label, t, "g", s, v + 0.01 * s, method_name=name, backbone=bb)
+               for (label, name, bb), ts in acc.items() for t, v in ts.items() for s in (0, 1)]  # fmt: skip
+    write_fake(tmp_path, results)
+    rep = write_report(tmp_path)
+    summ = {s["method"]: s for s in rep["summary"]}
+    assert rep["baselines_per_backbone"] is True
+    assert summ["a-vpt"]["baselines"] == {"full": "a-full", "vpt-deep": "a-vpt"}
+    assert summ["b-vpt"]["baselines"] == {"full": "b-full", "vpt-deep": "b-vpt"}
+    assert summ["a-vpt"]["wins_vs_full"] == (2, 2) and summ["b-vpt"]["wins_vs_full"] == (0, 2)
+    assert summ["b-vpt"]["wilcoxon"]["vs_full"]["mean_diff"] == pytest.approx(-20.0)
+    assert summ["b-full"]["wilcoxon"]["vs_vpt_deep"]["mean_diff"] == pytest.approx(20.0)
+    md = (tmp_path / "report.md").read_text()
+    assert "of its own backbone" in md and "vs b-full" in md and "vs a-full" in md
+
+
 def test_paper_columns_join_on_paper_backbone(tmp_path):
     kw = {"backbone": "vit_base_patch16_224.orig_in21k", "benchmark": "vtab1k", "suite": "vtab1k"}
     results = [fake_result("full", "cifar100", "natural", 0, 0.70, **kw),

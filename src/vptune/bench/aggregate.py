@@ -139,10 +139,27 @@ def baseline_label(methods: list[str], method_names: dict[str, str], name: str) 
     return next((m for m in methods if method_names.get(m) == name), None)
 
 
-def wins(table: dict[tuple[str, str], Cell], methods: list[str], tasks: list[str], base: str | None) -> dict[str, Any]:
-    """method -> (tasks where its mean is strictly above the baseline's, paired tasks); None without baseline."""
+def baseline_labels(
+    methods: list[str], method_names: dict[str, str], backbones: dict[str, str], name: str
+) -> dict[str, str | None]:
+    """method label -> the label of its baseline ``name`` **on the same backbone** (None where that has none).
+
+    A suite over several backbones (``offline-backbones``) compares each family's methods with that family's own
+    full fine-tuning or VPT-deep, never with another family's.
+    """
+    return {
+        m: baseline_label([x for x in methods if backbones.get(x) == backbones.get(m)], method_names, name)
+        for m in methods
+    }
+
+
+def wins(
+    table: dict[tuple[str, str], Cell], methods: list[str], tasks: list[str], bases: dict[str, str | None]
+) -> dict[str, Any]:
+    """method -> (tasks where its mean is strictly above its baseline's, paired tasks); None without baseline."""
     out: dict[str, Any] = {}
     for m in methods:
+        base = bases.get(m)
         paired = [t for t in tasks if (m, t) in table and (base, t) in table]
         if base is None or not paired:
             out[m] = None

@@ -82,7 +82,14 @@ def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
                 row[f"g:{g}"] = _with_paper(info["mean"], info["paper"]) + partial
         row["wins"] = "n/a" if s["wins_vs_full"] is None else f"{s['wins_vs_full'][0]}/{s['wins_vs_full'][1]}"
         rows.append(row)
-    lines += [markdown_table(rows, cols), "", "## Per-task test top-1 (%)", ""]
+    lines += [markdown_table(rows, cols), ""]
+    if rep.get("baselines_per_backbone"):
+        lines += [
+            "Several backbones: each method is compared with full fine-tuning and VPT-deep **of its own backbone** "
+            '("tasks > full" and the Wilcoxon tests below, which name each baseline).',
+            "",
+        ]
+    lines += ["## Per-task test top-1 (%)", ""]
     by = {(r["method"], r["task"]): r for r in rep["per_task"]}
     rows = []
     for m in rep["methods"]:
@@ -128,12 +135,14 @@ def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
         for s in rep["selections"]
     ]  # fmt: skip
     lines += [markdown_table(rows, cols), "", "## Paired Wilcoxon signed-rank tests across tasks (two-sided)", ""]
+    named = bool(rep.get("baselines_per_backbone"))
+
+    def _vs(s: dict[str, Any], key: str, base: str) -> str:
+        label = s["baselines"][base]
+        return format_test(s["wilcoxon"][key]) + (f" vs {label}" if named and label and label != s["method"] else "")
+
     rows = [
-        {
-            "method": s["method"],
-            "full": format_test(s["wilcoxon"]["vs_full"]),
-            "deep": format_test(s["wilcoxon"]["vs_vpt_deep"]),
-        }
+        {"method": s["method"], "full": _vs(s, "vs_full", "full"), "deep": _vs(s, "vs_vpt_deep", "vpt-deep")}
         for s in rep["summary"]
     ]
     lines += [markdown_table(rows, [("method", "method"), ("full", "vs full"), ("deep", "vs vpt-deep")]), ""]

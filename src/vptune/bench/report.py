@@ -14,7 +14,7 @@ from typing import Any
 from ..engine.io import atomic_write
 from ..errors import VptuneError
 from .aggregate import (
-    baseline_label,
+    baseline_labels,
     canonical_group_sizes,
     cells,
     final_results,
@@ -51,7 +51,9 @@ def build_report(out: str | Path) -> dict[str, Any]:
     gm = group_means(table, methods, groups, sizes)
     names = {r["method"]: r["method_config"]["name"] for r in results}
     paper_names = {r["method"]: r.get("paper_method", r["method"]) for r in results}
-    full, deep = baseline_label(methods, names, "full"), baseline_label(methods, names, "vpt-deep")
+    backbones = {m: _one({r["backbone"] for r in results if r["method"] == m}) for m in methods}
+    full = baseline_labels(methods, names, backbones, "full")
+    deep = baseline_labels(methods, names, backbones, "vpt-deep")
     win, px, sb = wins(table, methods, tasks, full), params_multiple(finals), stored_bytes(finals)
     backbone, benchmark = _one({r["backbone"] for r in results}), _one({r["benchmark"] for r in results})
     mismatch = paper_mismatch(results)
@@ -64,6 +66,8 @@ def build_report(out: str | Path) -> dict[str, Any]:
             **common,
             "method": m,
             "paper_method": pm,
+            "method_backbone": backbones[m],
+            "baselines": {"full": full[m], "vpt-deep": deep[m]},
             "total_params_x": px.get(m),
             "stored_bytes_per_task": sb.get(m),
             "wins_vs_full": win.get(m),
@@ -83,8 +87,8 @@ def build_report(out: str | Path) -> dict[str, Any]:
                 }
         row["paper_total_params_x"] = paper.params.get(pm) if paper else None
         row["wilcoxon"] = {
-            "vs_full": wilcoxon_vs(table, m, full, tasks),
-            "vs_vpt_deep": wilcoxon_vs(table, m, deep, tasks),
+            "vs_full": wilcoxon_vs(table, m, full[m], tasks),
+            "vs_vpt_deep": wilcoxon_vs(table, m, deep[m], tasks),
         }
         summary.append(row)
         for t in tasks:
@@ -123,7 +127,7 @@ def build_report(out: str | Path) -> dict[str, Any]:
         "methods": methods,
         "tasks": tasks,
         "groups": groups,
-        "baselines": {"full": full, "vpt-deep": deep},
+        "baselines_per_backbone": len(set(backbones.values())) > 1,
         "summary": summary,
         "per_task": per_task,
         "selections": sorted(
