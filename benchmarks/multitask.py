@@ -6,11 +6,14 @@
 Random backbone weights (speed and memory do not depend on them); T vpt-deep tasks with prompt lengths spread
 1..max; the batch interleaves the tasks. For each batch size, on the same images:
   plan:<kind>  the bank with the planner forced to padded (one pass padded to the longest prompt), buckets,
-               per-task, varlen (packed, no padding) or auto (the calibrated cost model's choice)
+               per-task, varlen (packed, no padding) or auto (the calibrated cost model's choice for a new
+               composition; this recurring one is raced: its shortlisted plans timed in turn, the fastest kept)
   single       the longest-prompt task's own AdaptedModel on a batch of the same size (one task, no padding)
   sub-batch    each task's own AdaptedModel on its share of the batch, one task after the other
 Throughput is each variant's fastest call over interleaved rounds (other jobs on a shared machine only add time
-to a call); the mean over all calls is reported too. The planner is calibrated first, as ``vptune serve`` does.
+to a call); the mean over all calls is reported too. The planner is calibrated first, as ``vptune serve`` does, and
+auto runs the batch until its race is settled before the timed rounds (steady state: a server's recurring
+compositions); those warm-up batches and their seconds are reported (``auto_warmup``), not timed.
 Memory (parameter and buffer bytes held) of a bank of T vpt-deep, T LoRA, T BitFit and T adapter tasks against one
 backbone, on ``--memory-model`` (default: the timed model); the bank reports how many tasks hold a private copy.
 """
@@ -35,6 +38,7 @@ from vptune.tasks import read_task, save_task
 from vptune.tasks.artifact import attach_task
 from vptune.tasks.multitask import MultiTaskModel
 from vptune.tasks.planner import PLANS, Segment
+from vptune.tasks.race import Race
 from vptune.tasks.row_edits import structural_copy
 
 
@@ -124,6 +128,15 @@ def time_batch(args: argparse.Namespace, bank: MultiTaskModel, own: dict, specs:
     def with_plan(kind: str) -> Callable[[], object]:
         return lambda: (bank.set_plan(kind), bank(images, names))
 
+    race, warm, start = None, 0, time.perf_counter()
+    with torch.inference_mode():  # steady state: auto's race over this composition's plans is settled first
+        while warm < 200 and not (race is not None and race.settled):
+            bank(images, names)
+            warm += 1
+            race = bank.planner.races.get(bank.planner.composition(segments))
+            race = race if isinstance(race, Race) else None
+    warmup = {"batches": warm, "seconds": round(time.perf_counter() - start, 2)}
+
     variants = {f"plan:{k}": with_plan(k) for k in PLANS if k in plans}
     variants |= {"single": lambda: own[longest](images), "sub-batch": lambda: [own[n](x) for n, x in shares.items()]}
     rounds: dict[str, list[list[float]]] = {key: [] for key in variants}  # per round, every call's seconds
@@ -152,6 +165,8 @@ def time_batch(args: argparse.Namespace, bank: MultiTaskModel, own: dict, specs:
         "images_per_s_mean_over_calls": {k: round(v, 1) for k, v in median.items()},
         "planner_choice": choice.describe(),
         "planner_choice_after_timing": after.describe(),
+        "auto_warmup": warmup,
+        "race": None if race is None else {"winner": race.kinds[race.fastest()], "fastest_calls": race.summary()},
         "online_corrections": learnt,
         "auto_plans_run": {
             k: n - before.get(k, 0)

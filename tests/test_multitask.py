@@ -21,6 +21,7 @@ from vptune.tasks import read_task, save_task
 from vptune.tasks.artifact import attach_task
 from vptune.tasks.multitask import MultiTaskModel, UnknownTaskError
 from vptune.tasks.planner import PLANS
+from vptune.tasks.race import Race
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,6 +130,26 @@ def test_mixed_batch_equals_each_task_predictor(bank, artifacts, plan):
             torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
     preds = bank.predict(images[:2], ["linear", "deep"], top_k=10)
     assert [len(p) for p in preds] == [5, 3] and preds[1][0]["label"].startswith("c")
+
+
+def test_raced_plans_all_equal_each_task_predictor(bank, artifacts):
+    """auto races a recurring batch over several plans: every batch of the race gives the same logits."""
+    bank.set_plan("auto")
+    bank.planner.race_trials, bank.planner.race_recheck = 1, 2
+    names = ["deep", "shallow", "late", "linear", "deep", "late"]
+    images = make_images(len(names))
+    x = bank.preprocess(images)
+    with torch.no_grad():
+        expected = {
+            n: reference(artifacts[n]).logits([images[i] for i, m in enumerate(names) if m == n]) for n in names
+        }
+        for _ in range(8):
+            logits = bank(x, names)
+            for name in set(names):
+                got = torch.stack([logits[i] for i, n in enumerate(names) if n == name])
+                torch.testing.assert_close(got, expected[name], atol=1e-4, rtol=1e-4)
+    races = [r for r in bank.planner.races.values() if isinstance(r, Race)]
+    assert len(races) == 1 and races[0].settled and len(races[0].shapes) >= 2
 
 
 @pytest.mark.parametrize("plan", ["padded", "varlen"])

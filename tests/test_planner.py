@@ -16,6 +16,7 @@ from vptune.tasks import calibrate as calibrate_module
 from vptune.tasks.calibrate import calibrate_blocks, calibrate_passes, fit_cost, spread
 from vptune.tasks.multitask import MultiTaskModel
 from vptune.tasks.planner import PLANS, BatchPlanner, CostModel, Segment, bucket
+from vptune.tasks.race import Race
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -200,7 +201,7 @@ SEGS = [Segment("short", 4, 1), Segment("long", 4, 50)]
 def priced(padded: float, split: float, packed: float | None = None, margin: float = 0.0) -> BatchPlanner:
     """A planner whose padded pass, best split and packed pass of SEGS cost exactly these (c only, a tiny a)."""
     cost = CostModel(1e-30, 0.0, 0.0, depth=1, v=(packed or 0.0) / 2, margin=margin)  # packed: v per segment
-    planner = BatchPlanner(65, cost, packable=packed is not None)
+    planner = BatchPlanner(65, cost, packable=packed is not None, race_after=0)  # the model alone decides
     planner._pass = lambda segs: {2: padded, 1: split / 2}[len(segs)]  # type: ignore[method-assign]
     return planner
 
@@ -277,6 +278,98 @@ def test_auto_explores_the_runner_up_within_its_band():
     far = priced(10.0, 5.0)  # the padded pass costs twice the split: outside the 1.3 band
     far.explore_every = 4
     assert {far.plan(SEGS).family for _ in range(8)} == {"split"}
+
+
+def test_race_runs_every_shape_then_the_fastest_and_rechecks_in_rotation():
+    a, b, c = (False, (1, 1)), (False, (2,)), (True, (2,))
+    race = Race([a, b, c], {a: "per-task", b: "padded", c: "varlen"}, trials=2, recheck=4, window=2)
+    truth = {a: 3.0, b: 1.0, c: 2.0}
+    runs = []
+    for _ in range(14):
+        shape = race.next()
+        runs.append(shape)
+        race.record(shape, truth[shape])
+    assert runs[:6] == [a, a, b, b, c, c]  # the model's choice first, then the shortlist in order
+    assert race.winner == b and runs[6:] == [b, a, b, b, b, c, b, b]  # runs 8 and 12 re-time a, then c
+    assert race.summary() == "padded 1e+03 ms, varlen 2e+03 ms, per-task 3e+03 ms"
+    truth[b] = 5.0  # the winner slows down for good: two calls (the window) later it has lost
+    changes = []
+    for _ in range(6):
+        shape = race.next()
+        changes.append(race.record(shape, truth[shape]))
+    assert race.winner == c and c in changes
+
+
+def test_race_window_forgets_an_old_fast_call():
+    a, b = (False, (1, 1)), (False, (2,))
+    race = Race([a, b], {a: "x", b: "y"}, trials=1, recheck=0, window=2)
+    race.record(a, 1.0)  # a lucky fast call ...
+    race.record(b, 2.0)
+    assert race.winner == a
+    race.record(a, 3.0)
+    assert race.winner == a  # ... still inside the window
+    race.record(a, 3.0)
+    assert race.winner == b and race.next() == b
+
+
+class Machine:
+    """Measured seconds per plan shape that the cost model gets wrong (the winner is not the model's choice)."""
+
+    def __init__(self, planner: BatchPlanner, segments: list[Segment], slower: dict) -> None:
+        ordered = sorted(segments, key=lambda s: s.length)
+        self.truth = {}
+        for kind, plan in planner.candidates(ordered).items():
+            self.truth[plan.shape] = plan.cost * slower.get(kind, 1.0)
+
+    def run(self, planner: BatchPlanner, segments: list[Segment], batches: int) -> list:
+        shapes = []
+        for _ in range(batches):
+            plan = planner.plan(segments)
+            shapes.append(plan.shape)
+            planner.observe(plan, self.truth[plan.shape])
+        return shapes
+
+
+def test_auto_races_a_recurring_composition_to_the_measured_fastest_plan(caplog):
+    cost = CostModel(1.7e-5, 9.2e-9, 6.1e-3, depth=6, v=1e-4, r=1.5, mask=1.27)
+    planner = BatchPlanner(65, cost, packable=True, race_trials=2, race_recheck=10)
+    model = planner.choose(SPREAD)[0]
+    slower = {"per-task": 0.5} if model.family != "split" else {"varlen": 0.5}  # truth: not the model's pick
+    machine = Machine(planner, SPREAD, slower)
+    fastest = min(machine.truth, key=machine.truth.get)
+    assert fastest != model.shape
+    with caplog.at_level(logging.INFO, logger="vptune.planner"):
+        shapes = machine.run(planner, SPREAD, 60)
+    race = planner.races[planner.composition(SPREAD)]
+    assert isinstance(race, Race) and race.winner == fastest
+    assert shapes[0] == model.shape and shapes[1] == model.shape  # first sight: the model; then its trials
+    settle = 1 + race.trials * len(race.shapes)
+    assert set(shapes[1:settle]) == set(race.shapes)  # every shortlisted plan timed
+    after = shapes[settle:]
+    assert after.count(fastest) >= len(after) - len(after) // 10 - 1  # all but the rechecks
+    assert f"runs ({race.kinds[fastest]}" in caplog.text
+    assert sum(machine.truth[s] for s in after) <= 1.25 * len(after) * machine.truth[fastest]
+
+
+@pytest.mark.parametrize(
+    ("settings", "raced"),
+    [({}, True), ({"race_after": 0}, False), ({"learn": False}, False), ({"mode": "per-task"}, False)],
+)
+def test_race_only_in_learning_auto_mode(settings, raced):
+    planner = BatchPlanner(65, CostModel(1e-6, 1e-8, 1e-3, depth=6), **settings)
+    for _ in range(3):
+        planner.observe(planner.plan(SPREAD), 1.0)
+    assert any(isinstance(r, Race) for r in planner.races.values()) is raced
+
+
+def test_race_compositions_bucket_counts_and_are_bounded():
+    planner = BatchPlanner(65, CostModel(1e-6, 1e-8, 1e-3, depth=6), max_races=3)
+    seven = [Segment(s.name, 7, s.length) for s in SPREAD]  # 7 and 8 samples share the bucket 8
+    assert planner.composition(seven) == planner.composition(SPREAD)
+    assert planner.composition([Segment("x", 8, 50), Segment("y", 8, 1)]) == ((1, 8, True), (50, 8, True))
+    for n in range(1, 6):
+        planner.plan([Segment("a", 1, 1), Segment("b", 1, 1 + n)])
+    assert len(planner.races) == 3 and list(planner.races)[-1] == ((1, 1, True), (6, 1, True))
 
 
 @pytest.mark.parametrize(("v", "kind"), [(1e-9, "varlen"), (10.0, "auto")])

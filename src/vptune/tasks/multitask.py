@@ -15,6 +15,7 @@ every other forward in vptune."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 import threading
@@ -144,10 +145,8 @@ class MultiTaskModel(nn.Module):
         with self.lock:
             self._plan = (check_mode(mode), self._plan[1])
             if self.planner is not None:
-                old = self.planner
-                self.planner = BatchPlanner(old.base_tokens, old.cost, mode, old.packable, old.chosen)
-                self.planner.correction, self.planner.observed = old.correction, old.observed  # learnt online
-                self.planner.batches = old.batches
+                # what it learnt online (corrections, races) carries over: the dicts are shared, not copied
+                self.planner = dataclasses.replace(self.planner, mode=mode)
 
     def calibrate(self, **kwargs: Any) -> CostModel:
         """Measure the planner's cost model on this machine (logged): real passes over the loaded tasks

@@ -13,6 +13,11 @@ it), so the exact optimum is a small dynamic programme over the sorted tasks.
 
 A packed pass without any padding (:mod:`.varlen`) is priced as its real tokens plus ``v`` per task segment.
 
+A composition that recurs (the same prompt lengths, about the same samples per task) is *raced*
+(:mod:`.race`): its shortlisted plans each run a couple of times and the measured fastest is kept, so a model a few
+tens of per-cent off on a loaded machine does not cost throughput where a server spends it, on the batches it
+sees again and again. The model decides the first batch of a composition and the shortlist.
+
 Noisy calibration must never make ``auto`` slower than one padded pass, so ``auto`` keeps the padded pass unless
 another plan is predicted cheaper by more than the calibration's measured spread (``margin``). It also learns
 online: the measured seconds of every batch it runs update a per-(plan family, batch size bucket) correction of
@@ -29,10 +34,12 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .race import Race, Shape
 
 log = logging.getLogger("vptune.planner")
 
@@ -136,6 +143,12 @@ class Plan:
     kind: str
     passes: tuple[tuple[Segment, ...], ...]
     cost: float
+    race: tuple | None = field(default=None, compare=False)  # the composition whose race chose it
+
+    @property
+    def shape(self) -> Shape:
+        """(packed, tasks per pass): the plan independent of task names and sample counts (:mod:`.race`)."""
+        return self.kind == "varlen", tuple(len(p) for p in self.passes)
 
     @property
     def family(self) -> str:
@@ -168,6 +181,11 @@ class BatchPlanner:
         explore_every: On the 4th, 8th and every this many ``auto`` batches of a batch-size bucket, run the
             runner-up plan once.
         explore_band: ... only where its corrected price is within this factor of the choice's.
+        race_after: Race a composition (:mod:`.race`) from the time it comes this many times (0: never; ``auto``
+            with ``learn`` only).
+        race_band: Shortlist the plans whose corrected price is within this factor of the cheapest.
+        race_trials, race_recheck: See :class:`~vptune.tasks.race.Race`.
+        max_races: Compositions remembered (least recently seen forgotten first).
     """
 
     base_tokens: int
@@ -182,6 +200,12 @@ class BatchPlanner:
     correction: dict[tuple[str, int], float] = field(default_factory=dict)  # (family, samples bucket) -> factor
     observed: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # latest log(measured / predicted)
     batches: dict[int, int] = field(default_factory=dict)  # samples bucket -> auto batches planned
+    race_after: int = 2
+    race_band: float = 2.0
+    race_trials: int = 3
+    race_recheck: int = 32
+    max_races: int = 256
+    races: OrderedDict[tuple, Race | int] = field(default_factory=OrderedDict)  # composition -> race or times seen
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
@@ -250,10 +274,62 @@ class BatchPlanner:
         ranked = sorted([padded, *others], key=self.corrected)
         return chosen, next((p for p in ranked if p is not chosen), None)
 
+    @staticmethod
+    def composition(segments: Sequence[Segment]) -> tuple:
+        """What a race is keyed by: the sorted (prompt length, samples bucket, packable) of the tasks."""
+        return tuple(sorted((s.length, bucket(s.count), s.packable) for s in segments))
+
+    def build(self, shape: Shape, ordered: Sequence[Segment], kind: str, race: tuple | None = None) -> Plan:
+        """The plan of ``shape`` over length-sorted ``ordered`` segments, priced by the cost model."""
+        packed, sizes = shape
+        if packed:
+            cost = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in ordered])
+            return Plan(kind, (tuple(ordered),), cost, race)
+        passes, start = [], 0
+        for size in sizes:
+            passes.append(tuple(ordered[start : start + size]))
+            start += size
+        return Plan(kind, tuple(passes), self.price(passes), race)
+
+    def start_race(self, ordered: Sequence[Segment]) -> Race:
+        """A race over the plans whose corrected price is within ``race_band`` of the cheapest (the padded pass,
+        per-task passes, buckets, the packed pass where the backbone and every task allow it, the optimal split),
+        the model's choice first."""
+        first = self.choose(ordered)[0]
+        plans = self.candidates(ordered)
+        plans["optimal"] = plans.pop("auto")
+        cheapest = min(self.corrected(p) for p in [first, *plans.values()])
+        kinds: dict[Shape, str] = {}
+        for kind, p in plans.items():  # a shape is named after its first kind in this order
+            kinds.setdefault(p.shape, kind)
+        shortlist = [first.shape] + [
+            shape for shape, kind in kinds.items() if self.corrected(plans[kind]) <= self.race_band * cheapest
+        ]
+        shapes = list(dict.fromkeys(shortlist))
+        return Race(shapes, {s: kinds[s] for s in shapes}, trials=self.race_trials, recheck=self.race_recheck)
+
+    def _raced(self, segments: Sequence[Segment]) -> Plan | None:
+        """The plan the composition's race runs now, or None while it is new (the model decides)."""
+        key = self.composition(segments)
+        entry = self.races.pop(key, 0)
+        ordered = sorted(segments, key=lambda s: s.length)
+        if isinstance(entry, int):
+            entry = entry + 1 if entry + 1 < self.race_after else self.start_race(ordered)
+        self.races[key] = entry  # most recently seen last
+        while len(self.races) > self.max_races:
+            self.races.popitem(last=False)
+        if isinstance(entry, int):
+            return None
+        shape = entry.next()
+        return self.build(shape, ordered, "auto" if shape[0] is False else "varlen", key)
+
     def plan(self, segments: Sequence[Segment]) -> Plan:
         """The plan of this planner's mode for one batch (logged at debug level)."""
+        raced = None
         if len({s.length for s in segments}) <= 1 or len(segments) == 1:
             chosen = Plan("padded", (tuple(segments),), self.price([segments]))  # nothing to gain from a split
+        elif self.mode == "auto" and self.learn and self.race_after > 0 and (raced := self._raced(segments)):
+            chosen = raced
         elif self.mode == "auto":
             chosen, runner_up = self.choose(segments)
             if self.learn and runner_up is not None:
@@ -287,7 +363,18 @@ class BatchPlanner:
         is clipped to [1/4, 4]. Changes of more than 10% are logged at info level.
         """
         lengths = {s.length for p in plan.passes for s in p}
-        if not self.observing or plan.cost <= 0 or len(lengths) < 2:  # one prompt length: no choice was made
+        if not self.observing or len(lengths) < 2:  # one prompt length: no choice was made
+            return
+        race = self.races.get(plan.race) if plan.race is not None else None
+        if isinstance(race, Race) and (winner := race.record(plan.shape, seconds)) is not None:
+            log.info(
+                "planner race of %d tasks, %d samples: %s runs (%s)",
+                len(lengths),
+                sum(s.count for p in plan.passes for s in p),
+                race.kinds[winner],
+                race.summary(),
+            )
+        if plan.cost <= 0:
             return
         samples = sum(s.count for p in plan.passes for s in p)
         key = (plan.family, bucket(samples))
