@@ -135,7 +135,7 @@ def test_mixed_batch_equals_each_task_predictor(bank, artifacts, plan):
 def test_raced_plans_all_equal_each_task_predictor(bank, artifacts):
     """auto races a recurring batch over several plans: every batch of the race gives the same logits."""
     bank.set_plan("auto")
-    bank.planner.race_trials, bank.planner.race_recheck = 1, 2
+    bank.planner.race_after, bank.planner.race_trials, bank.planner.race_recheck = 2, 1, 2
     names = ["deep", "shallow", "late", "linear", "deep", "late"]
     images = make_images(len(names))
     x = bank.preprocess(images)

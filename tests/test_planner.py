@@ -342,9 +342,10 @@ def test_auto_races_a_recurring_composition_to_the_measured_fastest_plan(caplog)
         shapes = machine.run(planner, SPREAD, 60)
     race = planner.races[planner.composition(SPREAD)]
     assert isinstance(race, Race) and race.winner == fastest
-    assert shapes[0] == model.shape and shapes[1] == model.shape  # first sight: the model; then its trials
-    settle = 1 + race.trials * len(race.shapes)
-    assert set(shapes[1:settle]) == set(race.shapes)  # every shortlisted plan timed
+    new = planner.race_after - 1  # the first sights of a composition: the model decides
+    assert shapes[: new + 1] == [model.shape] * (new + 1)  # then the race starts with the model's choice
+    settle = new + race.trials * len(race.shapes)
+    assert set(shapes[new:settle]) == set(race.shapes) and len(race.shapes) >= 2  # every shortlisted plan timed
     after = shapes[settle:]
     assert after.count(fastest) >= len(after) - len(after) // 10 - 1  # all but the rechecks
     assert f"runs ({race.kinds[fastest]}" in caplog.text
@@ -357,7 +358,7 @@ def test_auto_races_a_recurring_composition_to_the_measured_fastest_plan(caplog)
 )
 def test_race_only_in_learning_auto_mode(settings, raced):
     planner = BatchPlanner(65, CostModel(1e-6, 1e-8, 1e-3, depth=6), **settings)
-    for _ in range(3):
+    for _ in range(planner.race_after or 4):
         planner.observe(planner.plan(SPREAD), 1.0)
     assert any(isinstance(r, Race) for r in planner.races.values()) is raced
 
@@ -440,3 +441,15 @@ def test_serve_config_sets_the_plan(bank):
     with pytest.raises(ConfigError, match="planner mode 'fast' is unknown"):
         bank.set_plan("fast")
     assert bank.planner.mode == "per-task"
+
+
+def test_recalibration_keeps_settings_and_forgets_what_was_learnt():
+    planner = BatchPlanner(65, CostModel(1e-6, 1e-8, 1e-3, depth=6), race_after=1, race_trials=5, explore_every=3)
+    for _ in range(3):
+        planner.observe(planner.plan(SPREAD), 1.0)
+    assert planner.races and planner.correction and planner.chosen
+    cost = CostModel(2e-6, 1e-8, 1e-3, depth=6, source="calibrated")
+    fresh = planner.recalibrated(cost)
+    assert fresh.cost is cost and (fresh.race_after, fresh.race_trials, fresh.explore_every) == (1, 5, 3)
+    assert not (fresh.races or fresh.correction or fresh.observed or fresh.chosen or fresh.batches)
+    assert planner.races  # the old planner is untouched

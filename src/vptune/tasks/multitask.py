@@ -176,7 +176,7 @@ class MultiTaskModel(nn.Module):
                 cost = calibrate_passes(run, tasks, **kw, **kwargs)
             else:
                 cost = calibrate_blocks(self.arch, planner.base_tokens, device=self.device, dtype=dtype, **kwargs)
-            self.planner = BatchPlanner(planner.base_tokens, cost, planner.mode, planner.packable)
+            self.planner = planner.recalibrated(cost)
         return cost
 
     @classmethod

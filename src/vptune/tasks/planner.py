@@ -31,6 +31,7 @@ logits (tests check each task's own Predictor within 1e-4 for every plan); only 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import statistics
@@ -182,7 +183,7 @@ class BatchPlanner:
             runner-up plan once.
         explore_band: ... only where its corrected price is within this factor of the choice's.
         race_after: Race a composition (:mod:`.race`) from the time it comes this many times (0: never; ``auto``
-            with ``learn`` only).
+            with ``learn`` only): a race costs a few slower batches, worth it only where a composition recurs.
         race_band: Shortlist the plans whose corrected price is within this factor of the cheapest.
         race_trials, race_recheck: See :class:`~vptune.tasks.race.Race`.
         max_races: Compositions remembered (least recently seen forgotten first).
@@ -200,8 +201,8 @@ class BatchPlanner:
     correction: dict[tuple[str, int], float] = field(default_factory=dict)  # (family, samples bucket) -> factor
     observed: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # latest log(measured / predicted)
     batches: dict[int, int] = field(default_factory=dict)  # samples bucket -> auto batches planned
-    race_after: int = 2
-    race_band: float = 2.0
+    race_after: int = 4
+    race_band: float = 1.6
     race_trials: int = 3
     race_recheck: int = 32
     max_races: int = 256
@@ -212,6 +213,11 @@ class BatchPlanner:
         for family, size, factor in self.cost.factors:  # calibrated shapes: priced as measured
             self.correction.setdefault((family, size), factor)
             self.observed.setdefault((family, size), [math.log(factor)])  # calibration's timing: one measurement
+
+    def recalibrated(self, cost: CostModel) -> BatchPlanner:
+        """A planner with this one's settings and ``cost``, and nothing learnt (corrections, races, counts)."""
+        fresh = {"chosen": {}, "correction": {}, "observed": {}, "batches": {}, "races": OrderedDict()}
+        return dataclasses.replace(self, cost=cost, **fresh)
 
     def price(self, passes: Sequence[Sequence[Segment]]) -> float:
         """Predicted seconds of running ``passes`` (a pass over several prompt lengths is masked)."""
