@@ -289,7 +289,7 @@ def test_race_runs_every_shape_then_the_fastest_and_rechecks_in_rotation():
         shape = race.next()
         runs.append(shape)
         race.record(shape, truth[shape])
-    assert runs[:6] == [a, a, b, b, c, c]  # the model's choice first, then the shortlist in order
+    assert runs[:6] == [a, b, c, a, b, c]  # interleaved sweeps, the model's choice first
     assert race.winner == b and runs[6:] == [b, a, b, b, b, c, b, b]  # runs 8 and 12 re-time a, then c
     assert race.summary() == "padded 1e+03 ms, varlen 2e+03 ms, per-task 3e+03 ms"
     truth[b] = 5.0  # the winner slows down for good: two calls (the window) later it has lost

@@ -204,7 +204,7 @@ class BatchPlanner:
     race_after: int = 4
     race_band: float = 1.6
     race_trials: int = 3
-    race_recheck: int = 32
+    race_recheck: int = 16
     max_races: int = 256
     races: OrderedDict[tuple, Race | int] = field(default_factory=OrderedDict)  # composition -> race or times seen
 

@@ -4,10 +4,12 @@ A calibrated cost model is a few per-cent off at best and, on a loaded machine, 
 family and not another (docs/serving.md measured per-task passes at 1.41x their price and a packed pass at 0.85x
 in the same run). A server sees the same batch compositions again and again (the same tasks, about the same number
 of samples each), so ``auto`` measures instead of trusting the model where it can, as ``cudnn.benchmark`` does for
-convolution algorithms: the second time a composition comes, every plan on its shortlist runs ``trials`` times in
-turn, then the one whose fastest call is fastest runs, and every ``recheck``-th batch one of the others runs again
-(in rotation), so a plan slowed by a passing load spike, or sped up since, is measured afresh. Other load only ever
-adds time to a call, so each plan is judged by its fastest call among its latest ``window`` ones.
+convolution algorithms: once a composition recurs, every plan on its shortlist runs ``trials`` times in
+interleaved sweeps (A, B, C, A, B, C, ...: a load burst or the slow first call of a new shape does not fall on one
+plan's trials alone), then the one whose fastest call is fastest runs, and every ``recheck``-th batch one of the
+others runs again (in rotation), so a plan slowed by a passing load spike, or sped up since, is measured afresh.
+Other load only ever adds time to a call, so each plan is judged by its fastest call among its latest ``window``
+ones.
 
 A plan is stored by its *shape* (packed or not, and how many of the length-sorted tasks each pass holds), so the
 same race serves every batch whose tasks have the same prompt lengths and about the same sample counts.
@@ -38,7 +40,7 @@ class Race:
     shapes: list[Shape]
     kinds: dict[Shape, str]
     trials: int = 3
-    recheck: int = 32
+    recheck: int = 16
     window: int = 8
     times: dict[Shape, deque[float]] = field(default_factory=dict)
     runs: int = 0
@@ -62,8 +64,8 @@ class Race:
         ``recheck``-th batch, which re-times the others in rotation."""
         self.runs += 1
         pending = [s for s in self.shapes if len(self.times[s]) < self.trials]
-        if pending:
-            return pending[0]
+        if pending:  # in interleaved sweeps, as calibration: a load burst or a cold start slows every shape alike
+            return min(pending, key=lambda s: len(self.times[s]))
         best = self.fastest()
         others = [s for s in self.shapes if s != best]
         if self.recheck > 0 and others and self.runs % self.recheck == 0:
