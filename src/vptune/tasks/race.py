@@ -41,7 +41,7 @@ class Race:
     kinds: dict[Shape, str]
     trials: int = 3
     recheck: int = 16
-    window: int = 8
+    window: int = 32
     times: dict[Shape, deque[float]] = field(default_factory=dict)
     runs: int = 0
     winner: Shape | None = None  # the shape the settled race runs (None while some shape lacks its trials)
