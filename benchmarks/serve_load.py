@@ -37,6 +37,7 @@ from vptune.tasks import save_task
 from vptune.tasks.lora_bank import shallow_copy
 from vptune.tasks.multitask import MultiTaskModel
 from vptune.tasks.planner import PLANS
+from vptune.tasks.race import Race
 
 MODEL = "vptune_micro_vit"
 TASKS = {f"deep{p}": ({"name": "vpt-deep", "prompt_length": p}, 3 + i) for i, p in enumerate(range(1, 51, 7))} | {
@@ -168,6 +169,11 @@ def main() -> None:
         "planner_choices": bank.planner.chosen,
         "planner_corrections": {
             f"{family}@{size}": round(f, 3) for (family, size), f in bank.planner.correction.items()
+        },
+        "planner_compositions": {
+            "seen": len(bank.planner.races),
+            "raced": sum(isinstance(r, Race) for r in bank.planner.races.values()),
+            "settled": sum(isinstance(r, Race) and r.settled for r in bank.planner.races.values()),
         },
         "torch_threads": torch.get_num_threads(),
     }
