@@ -300,6 +300,27 @@ def test_race_runs_every_shape_then_the_fastest_and_rechecks_in_rotation():
     assert race.winner == c and c in changes
 
 
+def test_race_times_near_ties_longer_and_settles_on_the_faster():
+    fast, slow, far = (False, (1, 1)), (True, (2,)), (False, (2,))
+    race = Race([slow, fast, far], {slow: "varlen", fast: "per-task", far: "padded"}, trials=2, max_trials=6)
+    noise = iter([0.7, 1.0, 1.0, 0.9, 1.1, 1.0] + [1.0] * 50)  # the slow plan's first trial is lucky
+    truth = {fast: 1.0, slow: 1.1, far: 2.0}
+    runs = []
+    while not race.settled:
+        shape = race.next()
+        runs.append(shape)
+        race.record(shape, truth[shape] * (next(noise) if shape == slow else 1.0))
+        assert len(runs) < 30
+    assert race.winner == slow  # a call 23% lucky, beyond the tolerance, stands (the window keeps it) ...
+    assert runs.count(far) == 2 and runs.count(fast) == 2  # ... and plans beyond the tolerance stop after their trials
+    race = Race([slow, fast, far], {slow: "varlen", fast: "per-task", far: "padded"}, trials=2, max_trials=6)
+    calls = iter([1.0, 1.02, 1.05, 1.0, 1.03, 1.01])  # a near-tie (10%, inside the 15% tolerance): timed 6 times
+    while not race.settled:
+        shape = race.next()
+        race.record(shape, truth[shape] * (next(calls) if shape == slow else 1.0))
+    assert race.winner == fast and len(race.times[slow]) == 6 and len(race.times[far]) == 2
+
+
 def test_race_window_forgets_an_old_fast_call():
     a, b = (False, (1, 1)), (False, (2,))
     race = Race([a, b], {a: "x", b: "y"}, trials=1, recheck=0, window=2)

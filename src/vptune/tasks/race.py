@@ -35,6 +35,10 @@ class Race:
         trials: Timed calls of every shape before the race settles.
         recheck: Every this many batches once settled, run one of the other shapes once (0: never).
         window: Each shape is judged by its fastest call among this many latest ones.
+        tolerance, max_trials: A shape whose fastest call is within ``tolerance`` (relative) of the best's after
+            its trials is a near-tie: it keeps being timed, alternating with the best, up to ``max_trials`` calls,
+            before the race settles. Near-ties are where a few noisy trials pick wrong, and where timing the
+            runner-up more costs little (it is nearly as fast).
     """
 
     shapes: list[Shape]
@@ -42,6 +46,8 @@ class Race:
     trials: int = 3
     recheck: int = 16
     window: int = 32
+    tolerance: float = 0.15
+    max_trials: int = 8
     times: dict[Shape, deque[float]] = field(default_factory=dict)
     runs: int = 0
     winner: Shape | None = None  # the shape the settled race runs (None while some shape lacks its trials)
@@ -50,10 +56,19 @@ class Race:
         for shape in self.shapes:
             self.times.setdefault(shape, deque(maxlen=max(self.window, self.trials)))
 
+    def contenders(self, best: Shape) -> list[Shape]:
+        """Near-ties of ``best`` that have not had their ``max_trials`` calls yet."""
+        bound = (1 + self.tolerance) * min(self.times[best])
+        return [
+            s
+            for s in self.shapes
+            if s != best and len(self.times[s]) < self.max_trials and min(self.times[s], default=0.0) <= bound
+        ]
+
     @property
     def settled(self) -> bool:
-        """Whether every shape has its trials (the winner is decided by measurement)."""
-        return all(len(self.times[s]) >= self.trials for s in self.shapes)
+        """Whether every shape has its trials and no near-tie is left to time (decided by measurement)."""
+        return all(len(self.times[s]) >= self.trials for s in self.shapes) and not self.contenders(self.fastest())
 
     def fastest(self) -> Shape:
         """The shape whose fastest latest call is fastest (only meaningful once settled)."""
@@ -67,6 +82,9 @@ class Race:
         if pending:  # in interleaved sweeps, as calibration: a load burst or a cold start slows every shape alike
             return min(pending, key=lambda s: len(self.times[s]))
         best = self.fastest()
+        close = self.contenders(best)
+        if close and self.runs % 2:  # near-ties alternate with the best: both timed under the same load
+            return min(close, key=lambda s: len(self.times[s]))
         others = [s for s in self.shapes if s != best]
         if self.recheck > 0 and others and self.runs % self.recheck == 0:
             return others[(self.runs // self.recheck) % len(others)]
