@@ -118,7 +118,11 @@ def serve_from_args(args: argparse.Namespace, tasks: dict[str, str], backbone: d
     bank = MultiTaskModel.from_dirs(tasks, device=resolve_device(args.device), plan=config.plan, **backbone)
     if config.plan == "auto":  # measure the planner's cost model now, not in the first request
         cost = bank.calibrate()
-        print(f"vptune serve: planner cost model a={cost.a:.3g} b={cost.b:.3g} c={cost.c:.3g} s", file=sys.stderr)
+        terms = " ".join(f"{k}={v:.3g}" for k, v in cost.coefficients().items())
+        print(
+            f"vptune serve: planner cost model {terms} (a, b, c in s; recurring batch compositions are raced)",
+            file=sys.stderr,
+        )
     if config.admin_key is not None:
         print(f"vptune serve: task management on (POST/DELETE /v1/tasks under {config.task_root})", file=sys.stderr)
     uvicorn.run(create_app(bank, config), host=args.host, port=args.port, log_level="info")
