@@ -455,6 +455,8 @@ def test_serve_config_sets_the_plan(bank):
     from vptune.serve.app import create_app
     from vptune.serve.config import ServeConfig
 
+    create_app(bank, plan="varlen")
+    assert bank.planner.mode == "varlen" and ServeConfig(plan="varlen").plan == "varlen"
     create_app(bank, plan="per-task")
     assert bank.planner.mode == "per-task"
     with pytest.raises(ConfigError, match="field 'plan'"):

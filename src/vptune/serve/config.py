@@ -35,10 +35,11 @@ class ServeConfig(BaseModel):
     max_isolated: int = Field(
         2, ge=0, description="most tasks with a private backbone copy (vpt-prefix, partial, full, ...)"
     )
-    plan: Literal["auto", "padded", "buckets", "per-task"] = Field(
+    plan: Literal["auto", "padded", "buckets", "per-task", "varlen"] = Field(
         "auto",
         description="how a mixed batch is split into backbone passes: auto (cheapest under a cost model measured "
-        "at start-up), padded (one pass), buckets (per prompt-length bucket), per-task",
+        "at start-up; a recurring batch composition runs the plan measured fastest), padded (one pass), buckets "
+        "(per prompt-length bucket), per-task, varlen (one packed pass without padding where the tasks allow it)",
     )
     trusted_hosts: tuple[str, ...] = Field(
         ("127.0.0.1", "localhost", "::1"), description="Host header values accepted (DNS-rebinding guard); '*': any"

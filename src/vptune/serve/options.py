@@ -61,7 +61,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--formats", help=f"comma-separated Pillow formats accepted; default {','.join(_default('formats'))}"
     )
     p.add_argument("--docs", action="store_true", help=ServeConfig.model_fields["docs"].description)
-    p.add_argument("--plan", choices=("auto", "padded", "buckets", "per-task"), help=_help("plan"))
+    p.add_argument("--plan", choices=("auto", "padded", "buckets", "per-task", "varlen"), help=_help("plan"))
     for flag, (field, kind, scale) in LIMIT_FLAGS.items():
         p.add_argument(flag, type=kind, help=_help(field, scale))
 
