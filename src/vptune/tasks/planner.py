@@ -229,6 +229,11 @@ class BatchPlanner:
             sum(s.count for s in segments), self.base_tokens + max(s.length for s in segments), masked
         )
 
+    def packed(self, segments: Sequence[Segment], race: tuple | None = None) -> Plan:
+        """One packed (varlen) pass over ``segments``, priced by the cost model's packed term."""
+        cost = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in segments])
+        return Plan("varlen", (tuple(segments),), cost, race)
+
     def candidates(self, segments: Sequence[Segment]) -> dict[str, Plan]:
         """Every plan kind for ``segments`` (``auto`` is the cheapest split under the cost model)."""
         ordered = sorted(segments, key=lambda s: s.length)
@@ -240,8 +245,7 @@ class BatchPlanner:
         plans = {k: Plan(k, tuple(tuple(p) for p in v), self.price(v)) for k, v in fixed.items()}
         plans["auto"] = self.optimal(ordered)
         if self.packable and all(s.packable for s in ordered):
-            cost = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in ordered])
-            plans["varlen"] = Plan("varlen", (tuple(ordered),), cost)
+            plans["varlen"] = self.packed(ordered)
         return plans
 
     def optimal(self, ordered: Sequence[Segment]) -> Plan:
@@ -272,8 +276,7 @@ class BatchPlanner:
         padded = Plan("auto", (tuple(ordered),), self.price([ordered]))
         others = [self.optimal(ordered)]
         if self.cost.v > 0 and self.packable and all(s.packable for s in segments):  # a priced packed pass
-            packed = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in segments])
-            others.append(Plan("varlen", (tuple(segments),), packed))
+            others.append(self.packed(segments))
         others = sorted((p for p in others if p.family != "padded"), key=self.corrected)
         win = bool(others) and self.corrected(others[0]) * (1 + self.cost.margin) < self.corrected(padded)
         chosen = others[0] if win else padded
@@ -285,17 +288,17 @@ class BatchPlanner:
         """What a race is keyed by: the sorted (prompt length, samples bucket, packable) of the tasks."""
         return tuple(sorted((s.length, bucket(s.count), s.packable) for s in segments))
 
-    def build(self, shape: Shape, ordered: Sequence[Segment], kind: str, race: tuple | None = None) -> Plan:
-        """The plan of ``shape`` over length-sorted ``ordered`` segments, priced by the cost model."""
+    def build(self, shape: Shape, ordered: Sequence[Segment], race: tuple | None = None) -> Plan:
+        """The plan of ``shape`` over length-sorted ``ordered`` segments, priced by the cost model (kind
+        ``varlen`` for the packed pass, else ``auto``)."""
         packed, sizes = shape
         if packed:
-            cost = self.cost.packed_cost([(s.count, self.base_tokens + s.length) for s in ordered])
-            return Plan(kind, (tuple(ordered),), cost, race)
+            return self.packed(ordered, race)
         passes, start = [], 0
         for size in sizes:
             passes.append(tuple(ordered[start : start + size]))
             start += size
-        return Plan(kind, tuple(passes), self.price(passes), race)
+        return Plan("auto", tuple(passes), self.price(passes), race)
 
     def start_race(self, ordered: Sequence[Segment]) -> Race:
         """A race over the plans whose corrected price is within ``race_band`` of the cheapest (the padded pass,
@@ -318,20 +321,22 @@ class BatchPlanner:
         """The plan the composition's race runs now, or None while it is new (the model decides)."""
         key = self.composition(segments)
         entry = self.races.pop(key, 0)
+        if isinstance(entry, int) and entry + 1 < self.race_after:
+            self._remember(key, entry + 1)
+            return None
         ordered = sorted(segments, key=lambda s: s.length)
-        if isinstance(entry, int):
-            entry = entry + 1 if entry + 1 < self.race_after else self.start_race(ordered)
-        self.races[key] = entry  # most recently seen last
+        race = entry if isinstance(entry, Race) else self.start_race(ordered)
+        self._remember(key, race)
+        return self.build(race.next(), ordered, key)
+
+    def _remember(self, key: tuple, entry: Race | int) -> None:
+        """Store a composition's race or times seen as the most recent; forget the oldest beyond ``max_races``."""
+        self.races[key] = entry
         while len(self.races) > self.max_races:
             self.races.popitem(last=False)
-        if isinstance(entry, int):
-            return None
-        shape = entry.next()
-        return self.build(shape, ordered, "auto" if shape[0] is False else "varlen", key)
 
     def plan(self, segments: Sequence[Segment]) -> Plan:
         """The plan of this planner's mode for one batch (logged at debug level)."""
-        raced = None
         if len({s.length for s in segments}) <= 1 or len(segments) == 1:
             chosen = Plan("padded", (tuple(segments),), self.price([segments]))  # nothing to gain from a split
         elif self.mode == "auto" and self.learn and self.race_after > 0 and (raced := self._raced(segments)):
