@@ -107,6 +107,15 @@ def test_bad_cost_model_rejected(kwargs, match):
         CostModel(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"race_trials": 0}, {"race_band": 0.5}, {"race_after": -1}, {"race_recheck": -2}, {"max_races": 0}],
+)
+def test_bad_race_settings_rejected(kwargs):
+    with pytest.raises(ConfigError, match=f"planner racing: .*{next(iter(kwargs))}={next(iter(kwargs.values()))}"):
+        BatchPlanner(65, CostModel(1.0, 0.0, 0.0, depth=1), **kwargs)
+
+
 def test_bad_mode_rejected():
     with pytest.raises(ConfigError, match="planner mode 'fast' is unknown; choose one of auto, padded"):
         BatchPlanner(65, CostModel(1.0, 0.0, 0.0, depth=1), mode="fast")

@@ -210,6 +210,17 @@ class BatchPlanner:
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
+        if (
+            min(self.race_after, self.race_recheck) < 0
+            or self.race_trials < 1
+            or self.race_band < 1
+            or self.max_races < 1
+        ):
+            raise ConfigError(
+                f"planner racing: race_after={self.race_after}, race_trials={self.race_trials}, "
+                f"race_recheck={self.race_recheck}, race_band={self.race_band}, max_races={self.max_races}; use "
+                "race_after >= 0 (0: no racing), race_trials >= 1, race_recheck >= 0, race_band >= 1, max_races >= 1"
+            )
         for family, size, factor in self.cost.factors:  # calibrated shapes: priced as measured
             self.correction.setdefault((family, size), factor)
             self.observed.setdefault((family, size), [math.log(factor)])  # calibration's timing: one measurement
